@@ -1,0 +1,166 @@
+"""Time the kernels: forward only and a train step (forward + BPTT), per backend,
+cell, shape and thread count, side by side with torch.nn.{RNN,LSTM,GRU} when torch
+is installed.
+
+    python bench/bench_kernels.py --threads 1 2 --json bench/out/kernels.json
+
+Prints a Markdown table: ms per call (median of --repeat), GFLOP/s and the time
+ratio torch / backend (above 1: faster than torch). FLOPs counted: forward
+2*T*B*G*H*(I+H); train step three times that.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import fastlstm
+from fastlstm import ops
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+SHAPES = [(1, 128), (16, 256), (64, 256), (64, 512), (256, 512)]
+
+
+def make_inputs(cell, T, B, I, H, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    G = GATES[cell]
+    s = 1.0 / np.sqrt(H)
+    p = dict(x=rng.standard_normal((T, B, I)), Wx=rng.uniform(-s, s, (I, G * H)),
+             Wh=rng.uniform(-s, s, (H, G * H)), b=rng.uniform(-s, s, G * H),
+             bh=rng.uniform(-s, s, G * H), h0=np.zeros((B, H)), c0=np.zeros((B, H)),
+             dy=rng.standard_normal((T, B, H)))
+    return {k: v.astype(dtype) for k, v in p.items()}
+
+
+def fastlstm_calls(cell, backend, p):
+    """(forward, train_step) closures for a fastlstm backend."""
+    fwd = getattr(ops, f"{cell}_forward")
+    bwd = getattr(ops, f"{cell}_backward")
+    args = {"rnn": ("x", "Wx", "Wh", "b", "h0"), "lstm": ("x", "Wx", "Wh", "b", "h0", "c0"),
+            "gru": ("x", "Wx", "Wh", "b", "bh", "h0")}[cell]
+    fargs = [p[k] for k in args]
+
+    def forward():
+        return fwd(*fargs, backend=backend)
+
+    def train_step():
+        cache = fwd(*fargs, backend=backend)[-1]
+        return bwd(cache, p["dy"], backend=backend)
+
+    return forward, train_step
+
+
+def torch_calls(cell, p):
+    import torch
+    T, B, I = p["x"].shape
+    H = p["Wh"].shape[0]
+    dtype = torch.float32 if p["x"].dtype == np.float32 else torch.float64
+    kind = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    net = kind(I, H, dtype=dtype)
+    x = torch.from_numpy(p["x"]).requires_grad_(True)
+    dy = torch.from_numpy(p["dy"])
+
+    def forward():
+        with torch.no_grad():
+            return net(x)
+
+    def train_step():
+        net.zero_grad(set_to_none=True)
+        x.grad = None
+        y, _ = net(x)
+        y.backward(dy)
+
+    return forward, train_step
+
+
+def median_ms(fn, repeat, min_time=0.2):
+    fn()  # warm-up: first-call costs (JIT, page faults) are not what we measure
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeat or (time.perf_counter() - start < min_time and len(times) < 50):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--cells", nargs="+", default=["lstm"], choices=list(GATES))
+    ap.add_argument("--backends", nargs="+", default=None,
+                    help="default: every available backend")
+    ap.add_argument("--shapes", nargs="+", default=None, metavar="B,H",
+                    help="default: " + " ".join(f"{b},{h}" for b, h in SHAPES))
+    ap.add_argument("--T", type=int, default=100)
+    ap.add_argument("--I", type=int, default=None, help="input size (default: H)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--json", default=None, help="write the results here")
+    args = ap.parse_args(argv)
+
+    backends = args.backends or fastlstm.available_backends()
+    shapes = [tuple(map(int, s.split(","))) for s in args.shapes] if args.shapes else SHAPES
+    peers = list(backends)
+    if not args.no_torch:
+        try:
+            import torch
+            peers.append("torch")
+        except ImportError:
+            print("torch not installed: no peer column", file=sys.stderr)
+
+    rows = []
+    for n in args.threads:
+        if "torch" in peers:
+            torch.set_num_threads(n)
+        with fastlstm.threads(n):
+            for cell in args.cells:
+                for B, H in shapes:
+                    I = args.I or H
+                    p = make_inputs(cell, args.T, B, I, H, args.dtype)
+                    flops = 2.0 * args.T * B * GATES[cell] * H * (I + H)
+                    for name in peers:
+                        fwd, step = (torch_calls(cell, p) if name == "torch"
+                                     else fastlstm_calls(cell, name, p))
+                        rows.append(dict(threads=n, cell=cell, T=args.T, B=B, I=I, H=H,
+                                         backend=name, flops=flops,
+                                         forward_ms=median_ms(fwd, args.repeat),
+                                         train_ms=median_ms(step, args.repeat)))
+                        print(".", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    print(table(rows))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        meta = dict(machine=platform.machine(), processor=platform.processor(),
+                    cores=os.cpu_count(), python=platform.python_version(),
+                    numpy=np.__version__, dtype=args.dtype, date=time.strftime("%Y-%m-%d"))
+        with open(args.json, "w") as f:
+            json.dump(dict(meta=meta, rows=rows), f, indent=1)
+    return rows
+
+
+def table(rows):
+    torch_ms = {(r["threads"], r["cell"], r["B"], r["H"]): r for r in rows
+                if r["backend"] == "torch"}
+    out = ["| threads | cell | B | H | backend | fwd ms | fwd GFLOP/s | train ms "
+           "| train GFLOP/s | torch/fwd | torch/train |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = torch_ms.get((r["threads"], r["cell"], r["B"], r["H"]))
+        ratio_f = f"{t['forward_ms'] / r['forward_ms']:.2f}" if t else "-"
+        ratio_t = f"{t['train_ms'] / r['train_ms']:.2f}" if t else "-"
+        out.append(
+            f"| {r['threads']} | {r['cell']} | {r['B']} | {r['H']} | {r['backend']} "
+            f"| {r['forward_ms']:.2f} | {r['flops'] / r['forward_ms'] / 1e6:.1f} "
+            f"| {r['train_ms']:.2f} | {3 * r['flops'] / r['train_ms'] / 1e6:.1f} "
+            f"| {ratio_f} | {ratio_t} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""How many threads the compiled kernels use: their own parallel loops (OpenMP in
+Cython, Numba's thread pool) and the BLAS that runs their GEMMs."""
+import contextlib
+import os
+import sys
+
+from threadpoolctl import threadpool_limits
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+_num_threads = _cores()
+_blas_limits = None
+
+
+def get_num_threads():
+    """The thread count the kernels use now (default: the cores this process may use)."""
+    return _num_threads
+
+
+def _check(n):
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n_threads: expected an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n_threads: expected >= 1, got {n}")
+
+
+def _apply(n):
+    global _num_threads
+    _num_threads = n
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def set_num_threads(n):
+    """Use n threads from now on, in the kernels' loops and in BLAS."""
+    global _blas_limits
+    _check(n)
+    if _blas_limits is not None:
+        _blas_limits.restore_original_limits()
+    _blas_limits = threadpool_limits(limits=n, user_api="blas")
+    _apply(n)
+
+
+@contextlib.contextmanager
+def threads(n):
+    """Context manager: use n threads (kernels and BLAS) inside the block only."""
+    _check(n)
+    previous = _num_threads
+    with threadpool_limits(limits=n, user_api="blas"):
+        _apply(n)
+        try:
+            yield
+        finally:
+            _apply(previous)

@@ -1,0 +1,67 @@
+"""Registry of kernel backends: "numpy" (the reference), "cython", "numba", and "auto".
+
+A backend is a namespace holding the six functions of the kernel contract
+(DESIGN.md): {rnn, lstm, gru}_{forward, backward}.
+
+"auto" takes the environment variable FASTLSTM_BACKEND when it is set, else the
+first importable backend of AUTO_ORDER, the order measured fastest in
+bench/RESULTS.md. Naming a backend that is not built is an error, never a silent
+fallback.
+"""
+import importlib
+import os
+import types
+
+FUNCTIONS = ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+             "gru_forward", "gru_backward")
+NAMES = ("numpy", "cython", "numba")
+AUTO_ORDER = ("cython", "numba", "numpy")
+_MODULES = {
+    "numpy": ("fastlstm.reference",),
+    "cython": ("fastlstm._cy._rnn", "fastlstm._cy._lstm", "fastlstm._cy._gru"),
+    "numba": ("fastlstm._numba",),
+}
+_loaded = {}
+_errors = {}
+
+
+def _load(name):
+    if name not in _loaded and name not in _errors:
+        try:
+            mods = [importlib.import_module(m) for m in _MODULES[name]]
+        except ImportError as exc:
+            _errors[name] = exc
+        else:
+            _loaded[name] = types.SimpleNamespace(
+                name=name, **{f: getattr(m, f) for m in mods for f in FUNCTIONS
+                              if hasattr(m, f)})
+    return _loaded.get(name)
+
+
+def available_backends():
+    """Names of the backends that import on this machine, e.g. ["numpy", "cython"]."""
+    return [n for n in NAMES if _load(n) is not None]
+
+
+def get_backend(name="auto"):
+    """The backend namespace for name ("auto", "numpy", "cython" or "numba")."""
+    if not isinstance(name, str):
+        raise TypeError(f"backend: expected a str, got {type(name).__name__}")
+    if name == "auto":
+        env = os.environ.get("FASTLSTM_BACKEND", "").strip()
+        if env and env != "auto":
+            try:
+                return get_backend(env)
+            except ValueError as exc:
+                raise ValueError(f"FASTLSTM_BACKEND={env!r}: {exc}") from None
+        for n in AUTO_ORDER:
+            if _load(n) is not None:
+                return _loaded[n]
+    if name not in NAMES:
+        raise ValueError(f"backend: expected one of {('auto',) + NAMES}, got {name!r}")
+    if _load(name) is None:
+        raise ValueError(
+            f"backend {name!r} is not available: {_errors[name]} "
+            f"(available: {available_backends()}; reinstall with `pip install .` "
+            "to build the compiled backends)")
+    return _loaded[name]

@@ -1,0 +1,188 @@
+"""NumPy reference kernels: the specification every compiled backend must match.
+
+Written to be read next to the equations of DESIGN.md, not to be fast: one Python
+iteration per time step, weight gradients accumulated step by step. The compiled
+kernels use a different schedule (hoisted GEMMs, fused gate passes) and must give
+the same numbers.
+
+Shapes (time-major, row vectors): x (T, B, I); Wx (I, G*H); Wh (H, G*H);
+b (G*H,); h0, c0 (B, H); y (T, B, H). G is 1 for the RNN, 4 for the LSTM (gate
+blocks i, f, g, o) and 3 for the GRU (blocks r, z, n).
+
+The cache each forward returns is a dict of arrays, the same in every backend, so
+that any backend's backward can consume any backend's forward:
+
+- RNN:  x, Wx, Wh, h0, y
+- LSTM: x, Wx, Wh, h0, c0, y, c (T, B, H), gates (T, B, 4H) = [i, f, g, o] after
+  their nonlinearities
+- GRU:  x, Wx, Wh, h0, y, gates (T, B, 3H) = [r, z, n] after their nonlinearities,
+  hn (T, B, H) = h_{t-1} Wh_n + bh_n (the term the reset gate scales)
+"""
+import numpy as np
+
+
+def sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def _h_prev(y, h0, t):
+    return h0 if t == 0 else y[t - 1]
+
+
+# ----------------------------------------------------------------------------- RNN
+
+
+def rnn_forward(x, Wx, Wh, b, h0):
+    """h_t = tanh(x_t Wx + h_{t-1} Wh + b).  Returns y (T, B, H), hT (B, H), cache."""
+    T, B, _ = x.shape
+    H = Wh.shape[0]
+    y = np.empty((T, B, H), dtype=x.dtype)
+    h = h0
+    for t in range(T):
+        h = np.tanh(x[t] @ Wx + h @ Wh + b)
+        y[t] = h
+    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y)
+    return y, y[-1].copy(), cache
+
+
+def rnn_backward(cache, dy, dhT):
+    """Gradients of a scalar loss L given dy = dL/dy (T, B, H) and dhT = dL/dhT (B, H).
+
+    Returns dx, dWx, dWh, db, dh0.
+    """
+    x, Wx, Wh, h0, y = (cache[k] for k in ("x", "Wx", "Wh", "h0", "y"))
+    dx = np.zeros_like(x)
+    dWx, dWh = np.zeros_like(Wx), np.zeros_like(Wh)
+    db = np.zeros(Wh.shape[1], dtype=x.dtype)
+    dh = dhT.copy()
+    for t in reversed(range(x.shape[0])):
+        dh = dh + dy[t]
+        h_prev = _h_prev(y, h0, t)
+        da = dh * (1.0 - y[t] ** 2)  # tanh' = 1 - h_t^2
+        dWx += x[t].T @ da
+        dWh += h_prev.T @ da
+        db += da.sum(axis=0)
+        dx[t] = da @ Wx.T
+        dh = da @ Wh.T
+    return dx, dWx, dWh, db, dh
+
+
+# ---------------------------------------------------------------------------- LSTM
+
+
+def lstm_forward(x, Wx, Wh, b, h0, c0):
+    """a = x_t Wx + h_{t-1} Wh + b;  i, f, o = sigmoid(a_i, a_f, a_o);  g = tanh(a_g);
+    c_t = f*c_{t-1} + i*g;  h_t = o*tanh(c_t).
+
+    Returns y (T, B, H), hT, cT (B, H), cache.
+    """
+    T, B, _ = x.shape
+    H = Wh.shape[0]
+    y = np.empty((T, B, H), dtype=x.dtype)
+    c = np.empty((T, B, H), dtype=x.dtype)
+    gates = np.empty((T, B, 4 * H), dtype=x.dtype)
+    h_t, c_t = h0, c0
+    for t in range(T):
+        a = x[t] @ Wx + h_t @ Wh + b
+        i = sigmoid(a[:, 0 * H:1 * H])
+        f = sigmoid(a[:, 1 * H:2 * H])
+        g = np.tanh(a[:, 2 * H:3 * H])
+        o = sigmoid(a[:, 3 * H:4 * H])
+        c_t = f * c_t + i * g
+        h_t = o * np.tanh(c_t)
+        gates[t] = np.concatenate([i, f, g, o], axis=1)
+        c[t], y[t] = c_t, h_t
+    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, c0=c0, y=y, c=c, gates=gates)
+    return y, y[-1].copy(), c[-1].copy(), cache
+
+
+def lstm_backward(cache, dy, dhT, dcT):
+    """Returns dx, dWx, dWh, db, dh0, dc0 for dy (T, B, H), dhT and dcT (B, H)."""
+    x, Wx, Wh, h0, c0, y, c, gates = (
+        cache[k] for k in ("x", "Wx", "Wh", "h0", "c0", "y", "c", "gates"))
+    H = Wh.shape[0]
+    dx = np.zeros_like(x)
+    dWx, dWh = np.zeros_like(Wx), np.zeros_like(Wh)
+    db = np.zeros(4 * H, dtype=x.dtype)
+    dh, dc = dhT.copy(), dcT.copy()
+    for t in reversed(range(x.shape[0])):
+        i, f, g, o = (gates[t][:, k * H:(k + 1) * H] for k in range(4))
+        h_prev = _h_prev(y, h0, t)
+        c_prev = c0 if t == 0 else c[t - 1]
+        tanh_c = np.tanh(c[t])
+        dh = dh + dy[t]
+        do = dh * tanh_c
+        dc = dc + dh * o * (1.0 - tanh_c ** 2)
+        di, df, dg = dc * g, dc * c_prev, dc * i
+        da = np.concatenate([
+            di * i * (1.0 - i),
+            df * f * (1.0 - f),
+            dg * (1.0 - g ** 2),
+            do * o * (1.0 - o),
+        ], axis=1)
+        dWx += x[t].T @ da
+        dWh += h_prev.T @ da
+        db += da.sum(axis=0)
+        dx[t] = da @ Wx.T
+        dh = da @ Wh.T
+        dc = dc * f
+    return dx, dWx, dWh, db, dh, dc
+
+
+# ----------------------------------------------------------------------------- GRU
+
+
+def gru_forward(x, Wx, Wh, bx, bh, h0):
+    """PyTorch's GRU: r = sigmoid(x Wx_r + bx_r + h Wh_r + bh_r), z likewise,
+    n = tanh(x Wx_n + bx_n + r*(h Wh_n + bh_n)),  h_t = (1 - z)*n + z*h_{t-1}.
+
+    Returns y (T, B, H), hT (B, H), cache.
+    """
+    T, B, _ = x.shape
+    H = Wh.shape[0]
+    y = np.empty((T, B, H), dtype=x.dtype)
+    gates = np.empty((T, B, 3 * H), dtype=x.dtype)
+    hn = np.empty((T, B, H), dtype=x.dtype)
+    h = h0
+    for t in range(T):
+        ax = x[t] @ Wx + bx
+        ah = h @ Wh + bh
+        r = sigmoid(ax[:, 0 * H:1 * H] + ah[:, 0 * H:1 * H])
+        z = sigmoid(ax[:, 1 * H:2 * H] + ah[:, 1 * H:2 * H])
+        hn[t] = ah[:, 2 * H:3 * H]
+        n = np.tanh(ax[:, 2 * H:3 * H] + r * hn[t])
+        h = (1.0 - z) * n + z * h
+        gates[t] = np.concatenate([r, z, n], axis=1)
+        y[t] = h
+    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, gates=gates, hn=hn)
+    return y, y[-1].copy(), cache
+
+
+def gru_backward(cache, dy, dhT):
+    """Returns dx, dWx, dWh, dbx, dbh, dh0 for dy (T, B, H) and dhT (B, H)."""
+    x, Wx, Wh, h0, y, gates, hn = (
+        cache[k] for k in ("x", "Wx", "Wh", "h0", "y", "gates", "hn"))
+    H = Wh.shape[0]
+    dx = np.zeros_like(x)
+    dWx, dWh = np.zeros_like(Wx), np.zeros_like(Wh)
+    dbx = np.zeros(3 * H, dtype=x.dtype)
+    dbh = np.zeros(3 * H, dtype=x.dtype)
+    dh = dhT.copy()
+    for t in reversed(range(x.shape[0])):
+        r, z, n = (gates[t][:, k * H:(k + 1) * H] for k in range(3))
+        h_prev = _h_prev(y, h0, t)
+        dh = dh + dy[t]
+        dn = dh * (1.0 - z)
+        dz = dh * (h_prev - n)
+        dan = dn * (1.0 - n ** 2)
+        dar = dan * hn[t] * r * (1.0 - r)
+        daz = dz * z * (1.0 - z)
+        dax = np.concatenate([dar, daz, dan], axis=1)
+        dah = np.concatenate([dar, daz, dan * r], axis=1)
+        dWx += x[t].T @ dax
+        dWh += h_prev.T @ dah
+        dbx += dax.sum(axis=0)
+        dbh += dah.sum(axis=0)
+        dx[t] = dax @ Wx.T
+        dh = dh * z + dah @ Wh.T
+    return dx, dWx, dWh, dbx, dbh, dh

@@ -1,0 +1,182 @@
+# cython: language_level=3
+"""GRU forward and BPTT kernels (PyTorch semantics, gate blocks r, z, n, two biases),
+float32 and float64.
+
+Same numbers as fastlstm.reference.gru_forward / gru_backward. The reset gate scales
+only the recurrent part of n, so the recurrent product goes to its own (B, 3H)
+buffer instead of being accumulated into the input projection:
+  forward  1. AX = X Wx + bx, one GEMM before the loop
+           2. per step AH = h_{t-1} Wh (GEMM), then one fused pass for r, z, n, h_t
+  backward 3. per step one fused pass gives dAX_t, dAH_t and the direct term z*dh_t;
+              one GEMM adds dAH_t Wh.T to it, giving dh_{t-1}
+           4. dWx, dWh, dx single GEMMs after the loop, dbx and dbh column sums
+"""
+import numpy as np
+from cython cimport floating
+from cython.parallel cimport prange
+
+from _common cimport gemm, sigmoid, tanh_, fill_rows, add_column_sums
+
+from fastlstm._threads import get_num_threads
+
+
+cdef inline void _gates_row(floating* a, const floating* ah, const floating* bh,
+                            const floating* h_prev, floating* hn, floating* h,
+                            Py_ssize_t H) noexcept nogil:
+    """One batch row of the forward fused pass: a (3H,) holds x Wx + bx and gets
+    [r, z, n]; ah (3H,) = h_{t-1} Wh; hn, h (H,) get h_{t-1} Wh_n + bh_n and h_t."""
+    cdef Py_ssize_t j
+    cdef floating one = 1, r_, z_, n_, hn_
+    for j in range(H):
+        r_ = sigmoid(a[j] + ah[j] + bh[j])
+        z_ = sigmoid(a[H + j] + ah[H + j] + bh[H + j])
+        hn_ = ah[2 * H + j] + bh[2 * H + j]
+        n_ = tanh_(a[2 * H + j] + r_ * hn_)
+        a[j] = r_
+        a[H + j] = z_
+        a[2 * H + j] = n_
+        hn[j] = hn_
+        h[j] = (one - z_) * n_ + z_ * h_prev[j]
+
+
+cdef inline void _gates_row_backward(const floating* a, const floating* hn,
+                                     const floating* h_prev, const floating* dy,
+                                     floating* dh, floating* dax, floating* dah,
+                                     Py_ssize_t H) noexcept nogil:
+    """One batch row of the backward fused pass: from [r, z, n] in a (3H,), hn,
+    h_{t-1}, dy_t and dh_t (H,), write dAX_t, dAH_t (3H,) and the direct term
+    z * (dh_t + dy_t) of dh_{t-1} into dh."""
+    cdef Py_ssize_t j
+    cdef floating one = 1, r_, z_, n_, dh_, dan, dar, daz
+    for j in range(H):
+        r_ = a[j]
+        z_ = a[H + j]
+        n_ = a[2 * H + j]
+        dh_ = dh[j] + dy[j]
+        dan = dh_ * (one - z_) * (one - n_ * n_)
+        dar = dan * hn[j] * r_ * (one - r_)
+        daz = dh_ * (h_prev[j] - n_) * z_ * (one - z_)
+        dax[j] = dar
+        dax[H + j] = daz
+        dax[2 * H + j] = dan
+        dah[j] = dar
+        dah[H + j] = daz
+        dah[2 * H + j] = dan * r_
+        dh[j] = dh_ * z_
+
+
+def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
+                const floating[:, ::1] Wh, const floating[::1] bx,
+                const floating[::1] bh, const floating[:, ::1] h0, n_threads=None):
+    """x (T, B, I), Wx (I, 3H), Wh (H, 3H), bx, bh (3H,), h0 (B, H).
+
+    Returns y (T, B, H), hT (B, H), cache (see fastlstm.reference).
+    Shapes are trusted (all sizes >= 1): fastlstm.ops checks them.
+    """
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], H = Wh.shape[0]
+    dtype = np.float32 if floating is float else np.float64
+    y = np.empty((T, B, H), dtype=dtype)
+    gates = np.empty((T, B, 3 * H), dtype=dtype)
+    hn = np.empty((T, B, H), dtype=dtype)
+    cdef floating[:, ::1] AH = np.empty((B, 3 * H), dtype=dtype)
+    cdef floating[:, :, ::1] y_, gates_, hn_
+    y_, gates_, hn_ = y, gates, hn
+    cdef int nt = get_num_threads() if n_threads is None else n_threads
+    _forward(x, Wx, Wh, bx, bh, h0, AH, y_, gates_, hn_, nt)
+    cache = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y, gates=gates, hn=hn)
+    return y, y[T - 1].copy(), cache
+
+
+cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
+                   const floating[:, ::1] Wx,        # IN  (I, 3H)
+                   const floating[:, ::1] Wh,        # IN  (H, 3H)
+                   const floating[::1] bx,           # IN  (3H,)
+                   const floating[::1] bh,           # IN  (3H,)
+                   const floating[:, ::1] h0,        # IN  (B, H)
+                   floating[:, ::1] AH,              # OUT (B, 3H), scratch
+                   floating[:, :, ::1] y,            # OUT (T, B, H)
+                   floating[:, :, ::1] gates,        # OUT (T, B, 3H), [r, z, n]
+                   floating[:, :, ::1] hn,           # OUT (T, B, H)
+                   int n_threads) noexcept nogil:
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
+    cdef Py_ssize_t G = 3 * H, t, r
+    cdef const floating* h_prev
+    # 1. AX = X Wx + bx over all T*B rows
+    fill_rows(&gates[0, 0, 0], &bx[0], T * B, G)
+    gemm(False, False, T * B, G, I, 1, &x[0, 0, 0], I, &Wx[0, 0], G, 1, &gates[0, 0, 0], G)
+    for t in range(T):
+        h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
+        # 2. AH = h_{t-1} Wh
+        gemm(False, False, B, G, H, 1, h_prev, H, &Wh[0, 0], G, 0, &AH[0, 0], G)
+        for r in prange(B, schedule='static', num_threads=n_threads):
+            _gates_row(&gates[t, r, 0], &AH[r, 0], &bh[0], &h_prev[r * H], &hn[t, r, 0],
+                       &y[t, r, 0], H)
+
+
+def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
+                 n_threads=None):
+    """dy (T, B, H), dhT (B, H) -> dx, dWx, dWh, dbx, dbh, dh0."""
+    cdef const floating[:, :, ::1] x = cache["x"]
+    cdef const floating[:, ::1] Wx = cache["Wx"]
+    cdef const floating[:, ::1] Wh = cache["Wh"]
+    cdef const floating[:, ::1] h0 = cache["h0"]
+    cdef const floating[:, :, ::1] y = cache["y"]
+    cdef const floating[:, :, ::1] gates = cache["gates"]
+    cdef const floating[:, :, ::1] hn = cache["hn"]
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
+    dtype = np.float32 if floating is float else np.float64
+    dx = np.empty((T, B, I), dtype=dtype)
+    dWx = np.empty((I, 3 * H), dtype=dtype)
+    dWh = np.empty((H, 3 * H), dtype=dtype)
+    dbx = np.zeros(3 * H, dtype=dtype)
+    dbh = np.zeros(3 * H, dtype=dtype)
+    dh = np.array(dhT, dtype=dtype)
+    cdef floating[:, :, ::1] dAX = np.empty((T, B, 3 * H), dtype=dtype)
+    cdef floating[:, :, ::1] dAH = np.empty((T, B, 3 * H), dtype=dtype)
+    cdef floating[:, :, ::1] dx_
+    cdef floating[:, ::1] dh_, dWx_, dWh_
+    cdef floating[::1] dbx_, dbh_
+    dx_, dh_, dWx_, dWh_, dbx_, dbh_ = dx, dh, dWx, dWh, dbx, dbh
+    cdef int nt = get_num_threads() if n_threads is None else n_threads
+    _backward(x, Wx, Wh, h0, y, gates, hn, dy, dAX, dAH, dh_, dx_, dWx_, dWh_, dbx_, dbh_,
+              nt)
+    return dx, dWx, dWh, dbx, dbh, dh
+
+
+cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
+                    const floating[:, ::1] Wx,        # IN  (I, 3H)
+                    const floating[:, ::1] Wh,        # IN  (H, 3H)
+                    const floating[:, ::1] h0,        # IN  (B, H)
+                    const floating[:, :, ::1] y,      # IN  (T, B, H)
+                    const floating[:, :, ::1] gates,  # IN  (T, B, 3H)
+                    const floating[:, :, ::1] hn,     # IN  (T, B, H)
+                    const floating[:, :, ::1] dy,     # IN  (T, B, H)
+                    floating[:, :, ::1] dAX,          # OUT (T, B, 3H), scratch
+                    floating[:, :, ::1] dAH,          # OUT (T, B, 3H), scratch
+                    floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, H)
+                    floating[:, :, ::1] dx,           # OUT (T, B, I)
+                    floating[:, ::1] dWx,             # OUT (I, 3H)
+                    floating[:, ::1] dWh,             # OUT (H, 3H)
+                    floating[::1] dbx,                # OUT (3H,), zeroed
+                    floating[::1] dbh,                # OUT (3H,), zeroed
+                    int n_threads) noexcept nogil:
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
+    cdef Py_ssize_t G = 3 * H, t, r
+    cdef const floating* h_prev
+    for t in range(T - 1, -1, -1):
+        h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
+        # 3. dAX_t, dAH_t, and the direct path dh_{t-1} = z * dh_t
+        for r in prange(B, schedule='static', num_threads=n_threads):
+            _gates_row_backward(&gates[t, r, 0], &hn[t, r, 0], &h_prev[r * H], &dy[t, r, 0],
+                                &dh[r, 0], &dAX[t, r, 0], &dAH[t, r, 0], H)
+        # dh_{t-1} += dAH_t Wh.T
+        gemm(False, True, B, H, G, 1, &dAH[t, 0, 0], G, &Wh[0, 0], G, 1, &dh[0, 0], H)
+    # 4. dWx = X.T dAX;  dWh = h0.T dAH_0 + Y[:-1].T dAH[1:];  dx = dAX Wx.T
+    gemm(True, False, I, G, T * B, 1, &x[0, 0, 0], I, &dAX[0, 0, 0], G, 0, &dWx[0, 0], G)
+    gemm(True, False, H, G, B, 1, &h0[0, 0], H, &dAH[0, 0, 0], G, 0, &dWh[0, 0], G)
+    if T > 1:
+        gemm(True, False, H, G, (T - 1) * B, 1, &y[0, 0, 0], H, &dAH[1, 0, 0], G, 1,
+             &dWh[0, 0], G)
+    gemm(False, True, T * B, I, G, 1, &dAX[0, 0, 0], G, &Wx[0, 0], G, 0, &dx[0, 0, 0], I)
+    add_column_sums(&dbx[0], &dAX[0, 0, 0], T * B, G)
+    add_column_sums(&dbh[0], &dAH[0, 0, 0], T * B, G)

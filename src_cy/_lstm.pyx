@@ -1,0 +1,178 @@
+# cython: language_level=3
+"""LSTM forward and BPTT kernels (gate blocks i, f, g, o), float32 and float64.
+
+Same numbers as fastlstm.reference.lstm_forward / lstm_backward, on another
+schedule (DESIGN.md, "How the kernels are fast"):
+  forward  1. A = X Wx + b for all T*B rows, one GEMM before the loop
+           2. per step: A_t += h_{t-1} Wh (GEMM, beta=1), then one fused pass
+              that applies the gates and writes c_t, h_t
+  backward 3. per step: one fused pass gives dA_t, one GEMM dh_{t-1} = dA_t Wh.T
+           4. after the loop: dWx, dWh, dx as single GEMMs over all T*B rows, db a
+              column sum
+"""
+import numpy as np
+from cython cimport floating
+from cython.parallel cimport prange
+
+from _common cimport gemm, sigmoid, tanh_, fill_rows, add_column_sums
+
+from fastlstm._threads import get_num_threads
+
+
+cdef inline void _gates_row(floating* a, const floating* c_prev, floating* c,
+                            floating* h, Py_ssize_t H) noexcept nogil:
+    """One batch row of the forward fused pass: a (4H,) holds the pre-activations
+    [i, f, g, o] and gets the activations; c, h (H,) get c_t, h_t."""
+    cdef Py_ssize_t j
+    cdef floating i_, f_, g_, o_
+    for j in range(H):
+        i_ = sigmoid(a[j])
+        f_ = sigmoid(a[H + j])
+        g_ = tanh_(a[2 * H + j])
+        o_ = sigmoid(a[3 * H + j])
+        a[j] = i_
+        a[H + j] = f_
+        a[2 * H + j] = g_
+        a[3 * H + j] = o_
+        c[j] = f_ * c_prev[j] + i_ * g_
+        h[j] = o_ * tanh_(c[j])
+
+
+cdef inline void _gates_row_backward(const floating* a, const floating* c,
+                                     const floating* c_prev, const floating* dh,
+                                     const floating* dy, floating* dc, floating* da,
+                                     Py_ssize_t H) noexcept nogil:
+    """One batch row of the backward fused pass: from the activations a (4H,), c_t,
+    c_{t-1}, dh_t (without dy_t), dy_t and dc_t (H,), write dA_t (4H,) into da and
+    dc_{t-1} into dc."""
+    cdef Py_ssize_t j
+    cdef floating one = 1, i_, f_, g_, o_, tanh_c, dh_, dc_
+    for j in range(H):
+        i_ = a[j]
+        f_ = a[H + j]
+        g_ = a[2 * H + j]
+        o_ = a[3 * H + j]
+        tanh_c = tanh_(c[j])
+        dh_ = dh[j] + dy[j]
+        dc_ = dc[j] + dh_ * o_ * (one - tanh_c * tanh_c)
+        da[j] = dc_ * g_ * i_ * (one - i_)
+        da[H + j] = dc_ * c_prev[j] * f_ * (one - f_)
+        da[2 * H + j] = dc_ * i_ * (one - g_ * g_)
+        da[3 * H + j] = dh_ * tanh_c * o_ * (one - o_)
+        dc[j] = dc_ * f_
+
+
+def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
+                 const floating[:, ::1] Wh, const floating[::1] b,
+                 const floating[:, ::1] h0, const floating[:, ::1] c0, n_threads=None):
+    """x (T, B, I), Wx (I, 4H), Wh (H, 4H), b (4H,), h0, c0 (B, H).
+
+    Returns y (T, B, H), hT, cT (B, H), cache (see fastlstm.reference).
+    Shapes are trusted (all sizes >= 1): fastlstm.ops checks them.
+    """
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], H = Wh.shape[0]
+    dtype = np.float32 if floating is float else np.float64
+    y = np.empty((T, B, H), dtype=dtype)
+    c = np.empty((T, B, H), dtype=dtype)
+    gates = np.empty((T, B, 4 * H), dtype=dtype)
+    cdef floating[:, :, ::1] y_, c_, gates_
+    y_, c_, gates_ = y, c, gates
+    cdef int nt = get_num_threads() if n_threads is None else n_threads
+    _forward(x, Wx, Wh, b, h0, c0, y_, c_, gates_, nt)
+    hT, cT = y[T - 1].copy(), c[T - 1].copy()
+    cache = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, c0=c0.base,
+                 y=y, c=c, gates=gates)
+    return y, hT, cT, cache
+
+
+cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
+                   const floating[:, ::1] Wx,        # IN  (I, 4H)
+                   const floating[:, ::1] Wh,        # IN  (H, 4H)
+                   const floating[::1] b,            # IN  (4H,)
+                   const floating[:, ::1] h0,        # IN  (B, H)
+                   const floating[:, ::1] c0,        # IN  (B, H)
+                   floating[:, :, ::1] y,            # OUT (T, B, H)
+                   floating[:, :, ::1] c,            # OUT (T, B, H)
+                   floating[:, :, ::1] gates,        # OUT (T, B, 4H), [i, f, g, o]
+                   int n_threads) noexcept nogil:
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
+    cdef Py_ssize_t G = 4 * H, t, r
+    cdef const floating* h_prev
+    cdef const floating* c_prev
+    # 1. A = X Wx + b over all T*B rows
+    fill_rows(&gates[0, 0, 0], &b[0], T * B, G)
+    gemm(False, False, T * B, G, I, 1, &x[0, 0, 0], I, &Wx[0, 0], G, 1, &gates[0, 0, 0], G)
+    for t in range(T):
+        h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
+        c_prev = &c0[0, 0] if t == 0 else &c[t - 1, 0, 0]
+        # 2. A_t += h_{t-1} Wh
+        gemm(False, False, B, G, H, 1, h_prev, H, &Wh[0, 0], G, 1, &gates[t, 0, 0], G)
+        for r in prange(B, schedule='static', num_threads=n_threads):
+            _gates_row(&gates[t, r, 0], &c_prev[r * H], &c[t, r, 0], &y[t, r, 0], H)
+
+
+def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
+                  const floating[:, ::1] dcT, n_threads=None):
+    """dy (T, B, H), dhT, dcT (B, H) -> dx, dWx, dWh, db, dh0, dc0."""
+    cdef const floating[:, :, ::1] x = cache["x"]
+    cdef const floating[:, ::1] Wx = cache["Wx"]
+    cdef const floating[:, ::1] Wh = cache["Wh"]
+    cdef const floating[:, ::1] h0 = cache["h0"]
+    cdef const floating[:, ::1] c0 = cache["c0"]
+    cdef const floating[:, :, ::1] y = cache["y"]
+    cdef const floating[:, :, ::1] c = cache["c"]
+    cdef const floating[:, :, ::1] gates = cache["gates"]
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
+    dtype = np.float32 if floating is float else np.float64
+    dx = np.empty((T, B, I), dtype=dtype)
+    dWx = np.empty((I, 4 * H), dtype=dtype)
+    dWh = np.empty((H, 4 * H), dtype=dtype)
+    db = np.zeros(4 * H, dtype=dtype)
+    dh = np.array(dhT, dtype=dtype)
+    dc = np.array(dcT, dtype=dtype)
+    dA = np.empty((T, B, 4 * H), dtype=dtype)
+    cdef floating[:, :, ::1] dA_, dx_
+    cdef floating[:, ::1] dh_, dc_, dWx_, dWh_
+    cdef floating[::1] db_
+    dA_, dx_, dh_, dc_, dWx_, dWh_, db_ = dA, dx, dh, dc, dWx, dWh, db
+    cdef int nt = get_num_threads() if n_threads is None else n_threads
+    _backward(x, Wx, Wh, h0, c0, y, c, gates, dy, dA_, dh_, dc_, dx_, dWx_, dWh_, db_, nt)
+    return dx, dWx, dWh, db, dh, dc
+
+
+cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
+                    const floating[:, ::1] Wx,        # IN  (I, 4H)
+                    const floating[:, ::1] Wh,        # IN  (H, 4H)
+                    const floating[:, ::1] h0,        # IN  (B, H)
+                    const floating[:, ::1] c0,        # IN  (B, H)
+                    const floating[:, :, ::1] y,      # IN  (T, B, H)
+                    const floating[:, :, ::1] c,      # IN  (T, B, H)
+                    const floating[:, :, ::1] gates,  # IN  (T, B, 4H)
+                    const floating[:, :, ::1] dy,     # IN  (T, B, H)
+                    floating[:, :, ::1] dA,           # OUT (T, B, 4H), scratch
+                    floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, H)
+                    floating[:, ::1] dc,              # IN dcT, OUT dc0 (B, H)
+                    floating[:, :, ::1] dx,           # OUT (T, B, I)
+                    floating[:, ::1] dWx,             # OUT (I, 4H)
+                    floating[:, ::1] dWh,             # OUT (H, 4H)
+                    floating[::1] db,                 # OUT (4H,), zeroed
+                    int n_threads) noexcept nogil:
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
+    cdef Py_ssize_t G = 4 * H, t, r
+    cdef const floating* c_prev
+    for t in range(T - 1, -1, -1):
+        c_prev = &c0[0, 0] if t == 0 else &c[t - 1, 0, 0]
+        # 3. dA_t from dh_t, dc_t; dc_{t-1} = dc_t * f
+        for r in prange(B, schedule='static', num_threads=n_threads):
+            _gates_row_backward(&gates[t, r, 0], &c[t, r, 0], &c_prev[r * H], &dh[r, 0],
+                                &dy[t, r, 0], &dc[r, 0], &dA[t, r, 0], H)
+        # dh_{t-1} = dA_t Wh.T
+        gemm(False, True, B, H, G, 1, &dA[t, 0, 0], G, &Wh[0, 0], G, 0, &dh[0, 0], H)
+    # 4. dWx = X.T dA;  dWh = h0.T dA_0 + Y[:-1].T dA[1:];  dx = dA Wx.T;  db = sum dA
+    gemm(True, False, I, G, T * B, 1, &x[0, 0, 0], I, &dA[0, 0, 0], G, 0, &dWx[0, 0], G)
+    gemm(True, False, H, G, B, 1, &h0[0, 0], H, &dA[0, 0, 0], G, 0, &dWh[0, 0], G)
+    if T > 1:
+        gemm(True, False, H, G, (T - 1) * B, 1, &y[0, 0, 0], H, &dA[1, 0, 0], G, 1,
+             &dWh[0, 0], G)
+    gemm(False, True, T * B, I, G, 1, &dA[0, 0, 0], G, &Wx[0, 0], G, 0, &dx[0, 0, 0], I)
+    add_column_sums(&db[0], &dA[0, 0, 0], T * B, G)
