@@ -4,7 +4,8 @@ is installed.
 
     python bench/bench_kernels.py --threads 1 2 --json bench/out/kernels.json
 
-Prints a Markdown table: ms per call (median of --repeat), GFLOP/s and the time
+Prints a Markdown table: ms per call (best of --repeat rounds, the backends
+interleaved within each round), GFLOP/s and the time
 ratio torch / backend (above 1: faster than torch). FLOPs counted: forward
 2*T*B*G*H*(I+H); train step three times that.
 """
@@ -12,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -77,15 +77,18 @@ def torch_calls(cell, p):
     return forward, train_step
 
 
-def median_ms(fn, repeat, min_time=0.2):
-    fn()  # warm-up: first-call costs (JIT, page faults) are not what we measure
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeat or (time.perf_counter() - start < min_time and len(times) < 50):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+def best_ms(calls, repeat):
+    """Minimum ms per call of each closure in calls {name: fn}, over `repeat` rounds
+    that take the closures in turn, so that machine noise hits them all alike."""
+    for fn in calls.values():
+        fn()  # warm-up: first-call costs (JIT, page faults) are not what we measure
+    best = {name: float("inf") for name in calls}
+    for _ in range(repeat):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: 1e3 * t for name, t in best.items()}
 
 
 def main(argv=None):
@@ -124,14 +127,15 @@ def main(argv=None):
                     I = args.I or H
                     p = make_inputs(cell, args.T, B, I, H, args.dtype)
                     flops = 2.0 * args.T * B * GATES[cell] * H * (I + H)
+                    calls = {name: (torch_calls(cell, p) if name == "torch"
+                                    else fastlstm_calls(cell, name, p)) for name in peers}
+                    fwd = best_ms({k: v[0] for k, v in calls.items()}, args.repeat)
+                    step = best_ms({k: v[1] for k, v in calls.items()}, args.repeat)
                     for name in peers:
-                        fwd, step = (torch_calls(cell, p) if name == "torch"
-                                     else fastlstm_calls(cell, name, p))
                         rows.append(dict(threads=n, cell=cell, T=args.T, B=B, I=I, H=H,
                                          backend=name, flops=flops,
-                                         forward_ms=median_ms(fwd, args.repeat),
-                                         train_ms=median_ms(step, args.repeat)))
-                        print(".", end="", file=sys.stderr, flush=True)
+                                         forward_ms=fwd[name], train_ms=step[name]))
+                    print(".", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     print(table(rows))
     if args.json:

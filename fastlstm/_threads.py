@@ -4,7 +4,7 @@ import contextlib
 import os
 import sys
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 
 def _cores():
@@ -59,3 +59,16 @@ def threads(n):
             yield
         finally:
             _apply(previous)
+
+
+_controller = None
+
+
+def single_threaded_blas():
+    """Context manager the kernels run under: BLAS on one thread, since the kernels
+    split their GEMMs across their own OpenMP threads (a BLAS pool beside them
+    oversubscribes the cores: bench/RESULTS.md)."""
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")

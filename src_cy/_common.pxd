@@ -1,6 +1,7 @@
 # Inline helpers shared by the cell kernels: row-major BLAS over the fused type
 # `floating`, and the gate nonlinearities. Inline only, so no module backs this file.
 from cython cimport floating
+from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cdef extern from "simd_math.h" nogil:
@@ -55,10 +56,86 @@ cdef inline void fill_rows(floating* A, const floating* row, Py_ssize_t n_rows,
             A[r * n_cols + k] = row[k]
 
 
-cdef inline void add_column_sums(floating* out, const floating* A, Py_ssize_t n_rows,
-                                 Py_ssize_t n_cols) noexcept nogil:
-    """out += A.sum(axis=0); A is (n_rows, n_cols) row-major."""
-    cdef Py_ssize_t r, k
-    for r in range(n_rows):
-        for k in range(n_cols):
-            out[k] += A[r * n_cols + k]
+# ---------------------------------------------------------------- thread splits
+# All parallelism is OpenMP; BLAS runs single-threaded inside (fastlstm._threads
+# limits it around every kernel call). DESIGN.md section 4: threads split the gate
+# columns / hidden units, never the batch.
+
+cdef inline Py_ssize_t span_lo(Py_ssize_t n, Py_ssize_t parts, Py_ssize_t p) noexcept nogil:
+    """First index of part p when [0, n) is cut into `parts` near-equal parts."""
+    return n * p // parts
+
+
+cdef inline int step_threads(Py_ssize_t B, Py_ssize_t H, int n_threads) noexcept nogil:
+    """Threads for the per-step work: at least 16 hidden units and 2048 gate
+    elements each, since below that a step is a few microseconds and the barrier
+    costs more than it saves (bench/RESULTS.md, B=1 H=128)."""
+    cdef Py_ssize_t by_units = H // 16, by_work = B * H // 2048
+    cdef Py_ssize_t n = min(<Py_ssize_t>n_threads, min(by_units, by_work))
+    return <int>max(n, 1)
+
+
+cdef inline void input_projection(const floating* x, const floating* Wx, const floating* b,
+                                  floating* A, Py_ssize_t rows, Py_ssize_t I, Py_ssize_t N,
+                                  int n_threads) noexcept nogil:
+    """A := x @ Wx + b for x (rows, I), Wx (I, N), b (N,); rows split across threads."""
+    cdef Py_ssize_t p, lo, hi
+    for p in prange(n_threads, schedule='static', num_threads=n_threads):
+        lo = span_lo(rows, n_threads, p)
+        hi = span_lo(rows, n_threads, p + 1)
+        fill_rows(A + lo * N, b, hi - lo, N)
+        gemm(False, False, <int>(hi - lo), <int>N, <int>I, 1, x + lo * I, <int>I, Wx, <int>N,
+             1, A + lo * N, <int>N)
+
+
+cdef inline void gemm_split_rows(bint trans_b, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                                 floating alpha, const floating* A, Py_ssize_t lda,
+                                 const floating* B, Py_ssize_t ldb, floating beta,
+                                 floating* C, Py_ssize_t ldc, int n_threads) noexcept nogil:
+    """C := alpha * A @ op(B) + beta * C, the rows of C split across threads."""
+    cdef Py_ssize_t p, lo, hi
+    for p in prange(n_threads, schedule='static', num_threads=n_threads):
+        lo = span_lo(M, n_threads, p)
+        hi = span_lo(M, n_threads, p + 1)
+        gemm(False, trans_b, <int>(hi - lo), <int>N, <int>K, alpha, A + lo * lda, <int>lda,
+             B, <int>ldb, beta, C + lo * ldc, <int>ldc)
+
+
+cdef inline void gemm_split_cols(bint trans_a, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                                 floating alpha, const floating* A, Py_ssize_t lda,
+                                 const floating* B, Py_ssize_t ldb, floating beta,
+                                 floating* C, Py_ssize_t ldc, int n_threads) noexcept nogil:
+    """C := alpha * op(A) @ B + beta * C, the columns of C split across threads."""
+    cdef Py_ssize_t p, lo, hi
+    for p in prange(n_threads, schedule='static', num_threads=n_threads):
+        lo = span_lo(N, n_threads, p)
+        hi = span_lo(N, n_threads, p + 1)
+        gemm(trans_a, False, <int>M, <int>(hi - lo), <int>K, alpha, A, <int>lda,
+             B + lo, <int>ldb, beta, C + lo, <int>ldc)
+
+
+cdef inline void gemm_units(Py_ssize_t G, Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1,
+                            Py_ssize_t M, Py_ssize_t K, const floating* A,
+                            const floating* W, floating beta, floating* C) noexcept nogil:
+    """C[:, cols] := A @ W[:, cols] + beta * C[:, cols] for cols the G gate columns
+    k*H + j of the hidden units j in [j0, j1); W, C have G*H columns, A is (M, K)."""
+    cdef Py_ssize_t k
+    if j1 - j0 == H:  # all units: the G blocks are contiguous, one GEMM
+        gemm(False, False, <int>M, <int>(G * H), <int>K, 1, A, <int>K, W, <int>(G * H),
+             beta, C, <int>(G * H))
+        return
+    for k in range(G):
+        gemm(False, False, <int>M, <int>(j1 - j0), <int>K, 1, A, <int>K, W + k * H + j0,
+             <int>(G * H), beta, C + k * H + j0, <int>(G * H))
+
+
+cdef inline void add_column_sums_split(floating* out, const floating* A, Py_ssize_t n_rows,
+                                       Py_ssize_t n_cols, int n_threads) noexcept nogil:
+    """out += A.sum(axis=0), the columns split across threads."""
+    cdef Py_ssize_t p, lo, hi, r, k
+    for p in prange(n_threads, schedule='static', num_threads=n_threads):
+        lo = span_lo(n_cols, n_threads, p)
+        hi = span_lo(n_cols, n_threads, p + 1)
+        for r in range(n_rows):
+            for k in range(lo, hi):
+                out[k] += A[r * n_cols + k]

@@ -10,24 +10,27 @@ buffer instead of being accumulated into the input projection:
   backward 3. per step one fused pass gives dAX_t, dAH_t and the direct term z*dh_t;
               one GEMM adds dAH_t Wh.T to it, giving dh_{t-1}
            4. dWx, dWh, dx single GEMMs after the loop, dbx and dbh column sums
+Per step, thread p owns the hidden units [j0, j1).
 """
 import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport gemm, sigmoid, tanh_, fill_rows, add_column_sums
+from _common cimport (sigmoid, tanh_, gemm, span_lo, step_threads, input_projection,
+                      gemm_split_rows, gemm_split_cols, gemm_units, add_column_sums_split)
 
-from fastlstm._threads import get_num_threads
+from fastlstm._threads import get_num_threads, single_threaded_blas
 
 
 cdef inline void _gates_row(floating* a, const floating* ah, const floating* bh,
                             const floating* h_prev, floating* hn, floating* h,
-                            Py_ssize_t H) noexcept nogil:
-    """One batch row of the forward fused pass: a (3H,) holds x Wx + bx and gets
-    [r, z, n]; ah (3H,) = h_{t-1} Wh; hn, h (H,) get h_{t-1} Wh_n + bh_n and h_t."""
+                            Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """Forward fused pass over n units of one batch row, all pointers at unit j0:
+    a holds x Wx + bx (blocks H apart) and gets [r, z, n]; ah = h_{t-1} Wh and bh
+    (blocks H apart); hn, h get h_{t-1} Wh_n + bh_n and h_t."""
     cdef Py_ssize_t j
     cdef floating one = 1, r_, z_, n_, hn_
-    for j in range(H):
+    for j in range(n):
         r_ = sigmoid(a[j] + ah[j] + bh[j])
         z_ = sigmoid(a[H + j] + ah[H + j] + bh[H + j])
         hn_ = ah[2 * H + j] + bh[2 * H + j]
@@ -42,13 +45,13 @@ cdef inline void _gates_row(floating* a, const floating* ah, const floating* bh,
 cdef inline void _gates_row_backward(const floating* a, const floating* hn,
                                      const floating* h_prev, const floating* dy,
                                      floating* dh, floating* dax, floating* dah,
-                                     Py_ssize_t H) noexcept nogil:
-    """One batch row of the backward fused pass: from [r, z, n] in a (3H,), hn,
-    h_{t-1}, dy_t and dh_t (H,), write dAX_t, dAH_t (3H,) and the direct term
-    z * (dh_t + dy_t) of dh_{t-1} into dh."""
+                                     Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """Backward fused pass over n units of one batch row: from [r, z, n] in a
+    (blocks H apart), hn, h_{t-1}, dy_t and dh_t, write dAX_t, dAH_t (blocks H
+    apart) and the direct term z * (dh_t + dy_t) of dh_{t-1} into dh."""
     cdef Py_ssize_t j
     cdef floating one = 1, r_, z_, n_, dh_, dan, dar, daz
-    for j in range(H):
+    for j in range(n):
         r_ = a[j]
         z_ = a[H + j]
         n_ = a[2 * H + j]
@@ -82,7 +85,8 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef floating[:, :, ::1] y_, gates_, hn_
     y_, gates_, hn_ = y, gates, hn
     cdef int nt = get_num_threads() if n_threads is None else n_threads
-    _forward(x, Wx, Wh, bx, bh, h0, AH, y_, gates_, hn_, nt)
+    with single_threaded_blas(), nogil:
+        _forward(x, Wx, Wh, bx, bh, h0, AH, y_, gates_, hn_, nt)
     cache = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y, gates=gates, hn=hn)
     return y, y[T - 1].copy(), cache
 
@@ -99,18 +103,21 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    floating[:, :, ::1] hn,           # OUT (T, B, H)
                    int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t G = 3 * H, t, r
+    cdef Py_ssize_t G = 3 * H, t, r, p, j0, j1
     cdef const floating* h_prev
+    cdef int P = step_threads(B, H, n_threads)
     # 1. AX = X Wx + bx over all T*B rows
-    fill_rows(&gates[0, 0, 0], &bx[0], T * B, G)
-    gemm(False, False, T * B, G, I, 1, &x[0, 0, 0], I, &Wx[0, 0], G, 1, &gates[0, 0, 0], G)
+    input_projection(&x[0, 0, 0], &Wx[0, 0], &bx[0], &gates[0, 0, 0], T * B, I, G, n_threads)
     for t in range(T):
         h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
-        # 2. AH = h_{t-1} Wh
-        gemm(False, False, B, G, H, 1, h_prev, H, &Wh[0, 0], G, 0, &AH[0, 0], G)
-        for r in prange(B, schedule='static', num_threads=n_threads):
-            _gates_row(&gates[t, r, 0], &AH[r, 0], &bh[0], &h_prev[r * H], &hn[t, r, 0],
-                       &y[t, r, 0], H)
+        for p in prange(P, schedule='static', num_threads=P):
+            j0 = span_lo(H, P, p)
+            j1 = span_lo(H, P, p + 1)
+            # 2. AH[:, units j0:j1] = h_{t-1} Wh[:, units j0:j1]
+            gemm_units(3, H, j0, j1, B, H, h_prev, &Wh[0, 0], 0, &AH[0, 0])
+            for r in range(B):
+                _gates_row(&gates[t, r, j0], &AH[r, j0], &bh[j0], &h_prev[r * H + j0],
+                           &hn[t, r, j0], &y[t, r, j0], j1 - j0, H)
 
 
 def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
@@ -138,8 +145,9 @@ def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef floating[::1] dbx_, dbh_
     dx_, dh_, dWx_, dWh_, dbx_, dbh_ = dx, dh, dWx, dWh, dbx, dbh
     cdef int nt = get_num_threads() if n_threads is None else n_threads
-    _backward(x, Wx, Wh, h0, y, gates, hn, dy, dAX, dAH, dh_, dx_, dWx_, dWh_, dbx_, dbh_,
-              nt)
+    with single_threaded_blas(), nogil:
+        _backward(x, Wx, Wh, h0, y, gates, hn, dy, dAX, dAH, dh_, dx_, dWx_, dWh_, dbx_,
+                  dbh_, nt)
     return dx, dWx, dWh, dbx, dbh, dh
 
 
@@ -161,22 +169,35 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[::1] dbh,                # OUT (3H,), zeroed
                     int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t G = 3 * H, t, r
+    cdef Py_ssize_t G = 3 * H, t, s, r, p, j0, j1
     cdef const floating* h_prev
-    for t in range(T - 1, -1, -1):
-        h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
-        # 3. dAX_t, dAH_t, and the direct path dh_{t-1} = z * dh_t
-        for r in prange(B, schedule='static', num_threads=n_threads):
-            _gates_row_backward(&gates[t, r, 0], &hn[t, r, 0], &h_prev[r * H], &dy[t, r, 0],
-                                &dh[r, 0], &dAX[t, r, 0], &dAH[t, r, 0], H)
-        # dh_{t-1} += dAH_t Wh.T
-        gemm(False, True, B, H, G, 1, &dAH[t, 0, 0], G, &Wh[0, 0], G, 1, &dh[0, 0], H)
+    cdef int P = step_threads(B, H, n_threads)
+    # Region t finishes step t (dh_{t-1} += dAH_t Wh.T for the thread's units) and
+    # starts step t-1, which needs only those units: one barrier per step.
+    for t in range(T, -1, -1):
+        for p in prange(P, schedule='static', num_threads=P):
+            j0 = span_lo(H, P, p)
+            j1 = span_lo(H, P, p + 1)
+            if t < T:
+                gemm(False, True, B, <int>(j1 - j0), G, 1, &dAH[t, 0, 0], G, &Wh[j0, 0], G,
+                     1, &dh[0, j0], H)
+            if t > 0:
+                # 3. dAX_{t-1}, dAH_{t-1} and the direct path z * dh_{t-1}
+                s = t - 1
+                h_prev = &h0[0, 0] if s == 0 else &y[s - 1, 0, 0]
+                for r in range(B):
+                    _gates_row_backward(&gates[s, r, j0], &hn[s, r, j0], &h_prev[r * H + j0],
+                                        &dy[s, r, j0], &dh[r, j0], &dAX[s, r, j0],
+                                        &dAH[s, r, j0], j1 - j0, H)
     # 4. dWx = X.T dAX;  dWh = h0.T dAH_0 + Y[:-1].T dAH[1:];  dx = dAX Wx.T
-    gemm(True, False, I, G, T * B, 1, &x[0, 0, 0], I, &dAX[0, 0, 0], G, 0, &dWx[0, 0], G)
-    gemm(True, False, H, G, B, 1, &h0[0, 0], H, &dAH[0, 0, 0], G, 0, &dWh[0, 0], G)
+    gemm_split_cols(True, I, G, T * B, 1, &x[0, 0, 0], I, &dAX[0, 0, 0], G, 0, &dWx[0, 0], G,
+                    n_threads)
+    gemm_split_cols(True, H, G, B, 1, &h0[0, 0], H, &dAH[0, 0, 0], G, 0, &dWh[0, 0], G,
+                    n_threads)
     if T > 1:
-        gemm(True, False, H, G, (T - 1) * B, 1, &y[0, 0, 0], H, &dAH[1, 0, 0], G, 1,
-             &dWh[0, 0], G)
-    gemm(False, True, T * B, I, G, 1, &dAX[0, 0, 0], G, &Wx[0, 0], G, 0, &dx[0, 0, 0], I)
-    add_column_sums(&dbx[0], &dAX[0, 0, 0], T * B, G)
-    add_column_sums(&dbh[0], &dAH[0, 0, 0], T * B, G)
+        gemm_split_cols(True, H, G, (T - 1) * B, 1, &y[0, 0, 0], H, &dAH[1, 0, 0], G, 1,
+                        &dWh[0, 0], G, n_threads)
+    gemm_split_rows(True, T * B, I, G, 1, &dAX[0, 0, 0], G, &Wx[0, 0], G, 0, &dx[0, 0, 0], I,
+                    n_threads)
+    add_column_sums_split(&dbx[0], &dAX[0, 0, 0], T * B, G, n_threads)
+    add_column_sums_split(&dbh[0], &dAH[0, 0, 0], T * B, G, n_threads)

@@ -9,23 +9,27 @@ schedule (DESIGN.md, "How the kernels are fast"):
   backward 3. per step: one fused pass gives dA_t, one GEMM dh_{t-1} = dA_t Wh.T
            4. after the loop: dWx, dWh, dx as single GEMMs over all T*B rows, db a
               column sum
+Per step, thread p owns the hidden units [j0, j1): the four gates' columns of Wh
+for them, and their part of c_t, h_t, dA_t, dh_{t-1}.
 """
 import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport gemm, sigmoid, tanh_, fill_rows, add_column_sums
+from _common cimport (sigmoid, tanh_, gemm, span_lo, step_threads, input_projection,
+                      gemm_split_rows, gemm_split_cols, gemm_units, add_column_sums_split)
 
-from fastlstm._threads import get_num_threads
+from fastlstm._threads import get_num_threads, single_threaded_blas
 
 
 cdef inline void _gates_row(floating* a, const floating* c_prev, floating* c,
-                            floating* h, Py_ssize_t H) noexcept nogil:
-    """One batch row of the forward fused pass: a (4H,) holds the pre-activations
-    [i, f, g, o] and gets the activations; c, h (H,) get c_t, h_t."""
+                            floating* h, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """Forward fused pass over n units of one batch row. a points at unit j0 of the
+    row's pre-activations [i, f, g, o] (blocks H apart) and gets the activations;
+    c, h get c_t, h_t."""
     cdef Py_ssize_t j
     cdef floating i_, f_, g_, o_
-    for j in range(H):
+    for j in range(n):
         i_ = sigmoid(a[j])
         f_ = sigmoid(a[H + j])
         g_ = tanh_(a[2 * H + j])
@@ -41,13 +45,13 @@ cdef inline void _gates_row(floating* a, const floating* c_prev, floating* c,
 cdef inline void _gates_row_backward(const floating* a, const floating* c,
                                      const floating* c_prev, const floating* dh,
                                      const floating* dy, floating* dc, floating* da,
-                                     Py_ssize_t H) noexcept nogil:
-    """One batch row of the backward fused pass: from the activations a (4H,), c_t,
-    c_{t-1}, dh_t (without dy_t), dy_t and dc_t (H,), write dA_t (4H,) into da and
-    dc_{t-1} into dc."""
+                                     Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """Backward fused pass over n units of one batch row: from the activations a
+    (blocks H apart), c_t, c_{t-1}, dh_t (without dy_t), dy_t and dc_t, write dA_t
+    into da (blocks H apart) and dc_{t-1} into dc."""
     cdef Py_ssize_t j
     cdef floating one = 1, i_, f_, g_, o_, tanh_c, dh_, dc_
-    for j in range(H):
+    for j in range(n):
         i_ = a[j]
         f_ = a[H + j]
         g_ = a[2 * H + j]
@@ -78,11 +82,11 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef floating[:, :, ::1] y_, c_, gates_
     y_, c_, gates_ = y, c, gates
     cdef int nt = get_num_threads() if n_threads is None else n_threads
-    _forward(x, Wx, Wh, b, h0, c0, y_, c_, gates_, nt)
-    hT, cT = y[T - 1].copy(), c[T - 1].copy()
+    with single_threaded_blas(), nogil:
+        _forward(x, Wx, Wh, b, h0, c0, y_, c_, gates_, nt)
     cache = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, c0=c0.base,
                  y=y, c=c, gates=gates)
-    return y, hT, cT, cache
+    return y, y[T - 1].copy(), c[T - 1].copy(), cache
 
 
 cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
@@ -96,19 +100,24 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    floating[:, :, ::1] gates,        # OUT (T, B, 4H), [i, f, g, o]
                    int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t G = 4 * H, t, r
+    cdef Py_ssize_t t, r, p, j0, j1
     cdef const floating* h_prev
     cdef const floating* c_prev
+    cdef int P = step_threads(B, H, n_threads)
     # 1. A = X Wx + b over all T*B rows
-    fill_rows(&gates[0, 0, 0], &b[0], T * B, G)
-    gemm(False, False, T * B, G, I, 1, &x[0, 0, 0], I, &Wx[0, 0], G, 1, &gates[0, 0, 0], G)
+    input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &gates[0, 0, 0], T * B, I, 4 * H,
+                     n_threads)
     for t in range(T):
         h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
         c_prev = &c0[0, 0] if t == 0 else &c[t - 1, 0, 0]
-        # 2. A_t += h_{t-1} Wh
-        gemm(False, False, B, G, H, 1, h_prev, H, &Wh[0, 0], G, 1, &gates[t, 0, 0], G)
-        for r in prange(B, schedule='static', num_threads=n_threads):
-            _gates_row(&gates[t, r, 0], &c_prev[r * H], &c[t, r, 0], &y[t, r, 0], H)
+        for p in prange(P, schedule='static', num_threads=P):
+            j0 = span_lo(H, P, p)
+            j1 = span_lo(H, P, p + 1)
+            # 2. A_t[:, units j0:j1] += h_{t-1} Wh[:, units j0:j1]
+            gemm_units(4, H, j0, j1, B, H, h_prev, &Wh[0, 0], 1, &gates[t, 0, 0])
+            for r in range(B):
+                _gates_row(&gates[t, r, j0], &c_prev[r * H + j0], &c[t, r, j0],
+                           &y[t, r, j0], j1 - j0, H)
 
 
 def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
@@ -136,7 +145,9 @@ def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::
     cdef floating[::1] db_
     dA_, dx_, dh_, dc_, dWx_, dWh_, db_ = dA, dx, dh, dc, dWx, dWh, db
     cdef int nt = get_num_threads() if n_threads is None else n_threads
-    _backward(x, Wx, Wh, h0, c0, y, c, gates, dy, dA_, dh_, dc_, dx_, dWx_, dWh_, db_, nt)
+    with single_threaded_blas(), nogil:
+        _backward(x, Wx, Wh, h0, c0, y, c, gates, dy, dA_, dh_, dc_, dx_, dWx_, dWh_, db_,
+                  nt)
     return dx, dWx, dWh, db, dh, dc
 
 
@@ -158,21 +169,35 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[::1] db,                 # OUT (4H,), zeroed
                     int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t G = 4 * H, t, r
+    cdef Py_ssize_t G = 4 * H, t, s, r, p, j0, j1
     cdef const floating* c_prev
-    for t in range(T - 1, -1, -1):
-        c_prev = &c0[0, 0] if t == 0 else &c[t - 1, 0, 0]
-        # 3. dA_t from dh_t, dc_t; dc_{t-1} = dc_t * f
-        for r in prange(B, schedule='static', num_threads=n_threads):
-            _gates_row_backward(&gates[t, r, 0], &c[t, r, 0], &c_prev[r * H], &dh[r, 0],
-                                &dy[t, r, 0], &dc[r, 0], &dA[t, r, 0], H)
-        # dh_{t-1} = dA_t Wh.T
-        gemm(False, True, B, H, G, 1, &dA[t, 0, 0], G, &Wh[0, 0], G, 0, &dh[0, 0], H)
+    cdef int P = step_threads(B, H, n_threads)
+    # Region t (T down to 0) finishes step t, dh_{t-1} = dA_t Wh.T for the thread's
+    # units, then starts step t-1 with 3., which needs only those units of dh_{t-1}:
+    # one barrier per step.
+    for t in range(T, -1, -1):
+        for p in prange(P, schedule='static', num_threads=P):
+            j0 = span_lo(H, P, p)
+            j1 = span_lo(H, P, p + 1)
+            if t < T:
+                gemm(False, True, B, <int>(j1 - j0), G, 1, &dA[t, 0, 0], G, &Wh[j0, 0], G,
+                     0, &dh[0, j0], H)
+            if t > 0:
+                # 3. dA_{t-1} from dh_{t-1}, dc_{t-1}
+                s = t - 1
+                c_prev = &c0[0, 0] if s == 0 else &c[s - 1, 0, 0]
+                for r in range(B):
+                    _gates_row_backward(&gates[s, r, j0], &c[s, r, j0], &c_prev[r * H + j0],
+                                        &dh[r, j0], &dy[s, r, j0], &dc[r, j0],
+                                        &dA[s, r, j0], j1 - j0, H)
     # 4. dWx = X.T dA;  dWh = h0.T dA_0 + Y[:-1].T dA[1:];  dx = dA Wx.T;  db = sum dA
-    gemm(True, False, I, G, T * B, 1, &x[0, 0, 0], I, &dA[0, 0, 0], G, 0, &dWx[0, 0], G)
-    gemm(True, False, H, G, B, 1, &h0[0, 0], H, &dA[0, 0, 0], G, 0, &dWh[0, 0], G)
+    gemm_split_cols(True, I, G, T * B, 1, &x[0, 0, 0], I, &dA[0, 0, 0], G, 0, &dWx[0, 0], G,
+                    n_threads)
+    gemm_split_cols(True, H, G, B, 1, &h0[0, 0], H, &dA[0, 0, 0], G, 0, &dWh[0, 0], G,
+                    n_threads)
     if T > 1:
-        gemm(True, False, H, G, (T - 1) * B, 1, &y[0, 0, 0], H, &dA[1, 0, 0], G, 1,
-             &dWh[0, 0], G)
-    gemm(False, True, T * B, I, G, 1, &dA[0, 0, 0], G, &Wx[0, 0], G, 0, &dx[0, 0, 0], I)
-    add_column_sums(&db[0], &dA[0, 0, 0], T * B, G)
+        gemm_split_cols(True, H, G, (T - 1) * B, 1, &y[0, 0, 0], H, &dA[1, 0, 0], G, 1,
+                        &dWh[0, 0], G, n_threads)
+    gemm_split_rows(True, T * B, I, G, 1, &dA[0, 0, 0], G, &Wx[0, 0], G, 0, &dx[0, 0, 0], I,
+                    n_threads)
+    add_column_sums_split(&db[0], &dA[0, 0, 0], T * B, G, n_threads)

@@ -6,14 +6,32 @@ one of _lstm.pyx with a single gate block:
   forward  1. A = X Wx + b, one GEMM;  2. per step A_t += h_{t-1} Wh, h_t = tanh(A_t)
   backward 3. per step dA_t = (dh_t + dy_t)(1 - h_t^2), dh_{t-1} = dA_t Wh.T
            4. dWx, dWh, dx single GEMMs after the loop, db a column sum
+Per step, thread p owns the hidden units [j0, j1).
 """
 import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport gemm, tanh_, fill_rows, add_column_sums
+from _common cimport (tanh_, gemm, span_lo, step_threads, input_projection,
+                      gemm_split_rows, gemm_split_cols, gemm_units, add_column_sums_split)
 
-from fastlstm._threads import get_num_threads
+from fastlstm._threads import get_num_threads, single_threaded_blas
+
+
+cdef inline void _tanh_row(floating* a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        a[j] = tanh_(a[j])
+
+
+cdef inline void _tanh_row_backward(const floating* h, const floating* dh,
+                                    const floating* dy, floating* da,
+                                    Py_ssize_t n) noexcept nogil:
+    """da = (dh + dy) * (1 - h^2) over n units."""
+    cdef Py_ssize_t j
+    cdef floating one = 1
+    for j in range(n):
+        da[j] = (dh[j] + dy[j]) * (one - h[j] * h[j])
 
 
 def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
@@ -28,7 +46,8 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     y = np.empty((T, B, H), dtype=dtype)
     cdef floating[:, :, ::1] y_ = y
     cdef int nt = get_num_threads() if n_threads is None else n_threads
-    _forward(x, Wx, Wh, b, h0, y_, nt)
+    with single_threaded_blas(), nogil:
+        _forward(x, Wx, Wh, b, h0, y_, nt)
     cache = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y)
     return y, y[T - 1].copy(), cache
 
@@ -41,18 +60,20 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    floating[:, :, ::1] y,            # OUT (T, B, H), also holds A
                    int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t t, r, j
+    cdef Py_ssize_t t, r, p, j0, j1
     cdef const floating* h_prev
+    cdef int P = step_threads(B, H, n_threads)
     # 1. A = X Wx + b, written into y and turned into h in place
-    fill_rows(&y[0, 0, 0], &b[0], T * B, H)
-    gemm(False, False, T * B, H, I, 1, &x[0, 0, 0], I, &Wx[0, 0], H, 1, &y[0, 0, 0], H)
+    input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &y[0, 0, 0], T * B, I, H, n_threads)
     for t in range(T):
         h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
-        # 2. A_t += h_{t-1} Wh;  h_t = tanh(A_t)
-        gemm(False, False, B, H, H, 1, h_prev, H, &Wh[0, 0], H, 1, &y[t, 0, 0], H)
-        for r in prange(B, schedule='static', num_threads=n_threads):
-            for j in range(H):
-                y[t, r, j] = tanh_(y[t, r, j])
+        for p in prange(P, schedule='static', num_threads=P):
+            j0 = span_lo(H, P, p)
+            j1 = span_lo(H, P, p + 1)
+            # 2. A_t[:, j0:j1] += h_{t-1} Wh[:, j0:j1];  h_t = tanh(A_t)
+            gemm_units(1, H, j0, j1, B, H, h_prev, &Wh[0, 0], 1, &y[t, 0, 0])
+            for r in range(B):
+                _tanh_row(&y[t, r, j0], j1 - j0)
 
 
 def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
@@ -76,7 +97,8 @@ def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef floating[::1] db_
     dA_, dx_, dh_, dWx_, dWh_, db_ = dA, dx, dh, dWx, dWh, db
     cdef int nt = get_num_threads() if n_threads is None else n_threads
-    _backward(x, Wx, Wh, h0, y, dy, dA_, dh_, dx_, dWx_, dWh_, db_, nt)
+    with single_threaded_blas(), nogil:
+        _backward(x, Wx, Wh, h0, y, dy, dA_, dh_, dx_, dWx_, dWh_, db_, nt)
     return dx, dWx, dWh, db, dh
 
 
@@ -94,19 +116,31 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[::1] db,                 # OUT (H,), zeroed
                     int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t t, r, j
-    cdef floating one = 1
-    for t in range(T - 1, -1, -1):
-        # 3. dA_t = (dh_t + dy_t) * (1 - h_t^2);  dh_{t-1} = dA_t Wh.T
-        for r in prange(B, schedule='static', num_threads=n_threads):
-            for j in range(H):
-                dA[t, r, j] = (dh[r, j] + dy[t, r, j]) * (one - y[t, r, j] * y[t, r, j])
-        gemm(False, True, B, H, H, 1, &dA[t, 0, 0], H, &Wh[0, 0], H, 0, &dh[0, 0], H)
+    cdef Py_ssize_t t, s, r, p, j0, j1
+    cdef int P = step_threads(B, H, n_threads)
+    # Region t finishes step t (dh_{t-1} = dA_t Wh.T for the thread's units) and
+    # starts step t-1, which needs only those units: one barrier per step.
+    for t in range(T, -1, -1):
+        for p in prange(P, schedule='static', num_threads=P):
+            j0 = span_lo(H, P, p)
+            j1 = span_lo(H, P, p + 1)
+            if t < T:
+                gemm(False, True, B, <int>(j1 - j0), H, 1, &dA[t, 0, 0], H, &Wh[j0, 0], H,
+                     0, &dh[0, j0], H)
+            if t > 0:
+                # 3. dA_{t-1} = (dh_{t-1} + dy_{t-1}) * (1 - h_{t-1}^2)
+                s = t - 1
+                for r in range(B):
+                    _tanh_row_backward(&y[s, r, j0], &dh[r, j0], &dy[s, r, j0],
+                                       &dA[s, r, j0], j1 - j0)
     # 4. dWx = X.T dA;  dWh = h0.T dA_0 + Y[:-1].T dA[1:];  dx = dA Wx.T;  db = sum dA
-    gemm(True, False, I, H, T * B, 1, &x[0, 0, 0], I, &dA[0, 0, 0], H, 0, &dWx[0, 0], H)
-    gemm(True, False, H, H, B, 1, &h0[0, 0], H, &dA[0, 0, 0], H, 0, &dWh[0, 0], H)
+    gemm_split_cols(True, I, H, T * B, 1, &x[0, 0, 0], I, &dA[0, 0, 0], H, 0, &dWx[0, 0], H,
+                    n_threads)
+    gemm_split_cols(True, H, H, B, 1, &h0[0, 0], H, &dA[0, 0, 0], H, 0, &dWh[0, 0], H,
+                    n_threads)
     if T > 1:
-        gemm(True, False, H, H, (T - 1) * B, 1, &y[0, 0, 0], H, &dA[1, 0, 0], H, 1,
-             &dWh[0, 0], H)
-    gemm(False, True, T * B, I, H, 1, &dA[0, 0, 0], H, &Wx[0, 0], H, 0, &dx[0, 0, 0], I)
-    add_column_sums(&db[0], &dA[0, 0, 0], T * B, H)
+        gemm_split_cols(True, H, H, (T - 1) * B, 1, &y[0, 0, 0], H, &dA[1, 0, 0], H, 1,
+                        &dWh[0, 0], H, n_threads)
+    gemm_split_rows(True, T * B, I, H, 1, &dA[0, 0, 0], H, &Wx[0, 0], H, 0, &dx[0, 0, 0], I,
+                    n_threads)
+    add_column_sums_split(&db[0], &dA[0, 0, 0], T * B, H, n_threads)
