@@ -139,3 +139,20 @@ cdef inline void add_column_sums_split(floating* out, const floating* A, Py_ssiz
         for r in range(n_rows):
             for k in range(lo, hi):
                 out[k] += A[r * n_cols + k]
+
+
+cdef inline void weight_grads(const floating* x, const floating* h0, const floating* y,
+                              const floating* Wx, const floating* dAX, const floating* dAH,
+                              floating* dWx, floating* dWh, floating* dx,
+                              Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+                              Py_ssize_t G, int n_threads) noexcept nogil:
+    """The BPTT GEMMs after the time loop, each over all T*B rows at once:
+        dWx = X.T @ dAX;  dWh = h0.T @ dAH[0] + Y[:-1].T @ dAH[1:];  dx = dAX @ Wx.T
+    dAX, dAH (T, B, G*H) are the gradients of the input and recurrent
+    pre-activations (one array for the RNN and LSTM, two for the GRU)."""
+    gemm_split_cols(True, I, G * H, T * B, 1, x, I, dAX, G * H, 0, dWx, G * H, n_threads)
+    gemm_split_cols(True, H, G * H, B, 1, h0, H, dAH, G * H, 0, dWh, G * H, n_threads)
+    if T > 1:
+        gemm_split_cols(True, H, G * H, (T - 1) * B, 1, y, H, dAH + B * G * H, G * H, 1,
+                        dWh, G * H, n_threads)
+    gemm_split_rows(True, T * B, I, G * H, 1, dAX, G * H, Wx, G * H, 0, dx, I, n_threads)

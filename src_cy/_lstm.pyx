@@ -17,7 +17,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from _common cimport (sigmoid, tanh_, gemm, span_lo, step_threads, input_projection,
-                      gemm_split_rows, gemm_split_cols, gemm_units, add_column_sums_split)
+                      gemm_units, weight_grads, add_column_sums_split)
 
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
@@ -190,14 +190,8 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     _gates_row_backward(&gates[s, r, j0], &c[s, r, j0], &c_prev[r * H + j0],
                                         &dh[r, j0], &dy[s, r, j0], &dc[r, j0],
                                         &dA[s, r, j0], j1 - j0, H)
-    # 4. dWx = X.T dA;  dWh = h0.T dA_0 + Y[:-1].T dA[1:];  dx = dA Wx.T;  db = sum dA
-    gemm_split_cols(True, I, G, T * B, 1, &x[0, 0, 0], I, &dA[0, 0, 0], G, 0, &dWx[0, 0], G,
-                    n_threads)
-    gemm_split_cols(True, H, G, B, 1, &h0[0, 0], H, &dA[0, 0, 0], G, 0, &dWh[0, 0], G,
-                    n_threads)
-    if T > 1:
-        gemm_split_cols(True, H, G, (T - 1) * B, 1, &y[0, 0, 0], H, &dA[1, 0, 0], G, 1,
-                        &dWh[0, 0], G, n_threads)
-    gemm_split_rows(True, T * B, I, G, 1, &dA[0, 0, 0], G, &Wx[0, 0], G, 0, &dx[0, 0, 0], I,
-                    n_threads)
+    # 4. dWx, dWh, dx as GEMMs over all T*B rows; the bias gradients as column sums
+    weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
+                 &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], T, B, I, H, 4,
+                 n_threads)
     add_column_sums_split(&db[0], &dA[0, 0, 0], T * B, G, n_threads)

@@ -1,0 +1,100 @@
+"""Bad input gets a ValueError/TypeError naming the argument; odd layouts are copied."""
+import numpy as np
+import pytest
+
+import fastlstm
+from fastlstm import ops
+
+from cells import problem, run
+
+BACKENDS = fastlstm.available_backends()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name, shape, wanted", [
+    ("x", (3, 4), r"x: expected shape \(T, B, I\)"),
+    ("Wx", (5, 20), r"Wx: expected shape \(I, 4H\) = \(6, 28\), got \(5, 20\)"),
+    ("Wh", (7, 27), r"Wh: expected shape \(H, 4H\) = \(7, 28\), got \(7, 27\)"),
+    ("b", (27,), r"b: expected shape \(4H,\)"),
+    ("h0", (4, 7), r"h0: expected shape \(B, H\) = \(2, 7\), got \(4, 7\)"),
+    ("c0", (2, 6), r"c0: expected shape \(B, H\)"),
+])
+def test_wrong_shape_names_the_argument(backend, name, shape, wanted):
+    p, _ = problem("lstm", 3, 2, 6, 7)
+    p[name] = np.zeros(shape)
+    with pytest.raises(ValueError, match=wanted):
+        ops.lstm_forward(**p, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_wrong_dtypes(backend):
+    p, _ = problem("rnn", 3, 2, 4, 5)
+    with pytest.raises(TypeError, match="x: expected dtype float32 or float64, got int64"):
+        ops.rnn_forward(**{**p, "x": np.ones((3, 2, 4), dtype=np.int64)}, backend=backend)
+    with pytest.raises(TypeError, match=r"Wh: expected dtype float64 \(the dtype of x\)"):
+        ops.rnn_forward(**{**p, "Wh": p["Wh"].astype(np.float32)}, backend=backend)
+    with pytest.raises(TypeError, match=r"Wx: expected dtype float64 \(the dtype of x\), got object"):
+        ops.rnn_forward(**{**p, "Wx": object()}, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_finite_and_empty(backend):
+    p, _ = problem("gru", 3, 2, 4, 5)
+    bad = p["x"].copy()
+    bad[1, 0, 2] = np.nan
+    with pytest.raises(ValueError, match="x: contains NaN or inf"):
+        ops.gru_forward(**{**p, "x": bad}, backend=backend)
+    with pytest.raises(ValueError, match="sizes must be >= 1"):
+        ops.gru_forward(**{**p, "x": np.zeros((0, 2, 4))}, backend=backend)
+    with pytest.raises(ValueError, match=r"dy: expected shape \(T, B, H\)"):
+        cache = ops.gru_forward(**p, backend=backend)[-1]
+        ops.gru_backward(cache, dy=np.zeros((3, 2, 4)), backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_caches(backend):
+    p, g = problem("lstm", 3, 2, 4, 5)
+    cache = ops.lstm_forward(**p, backend=backend)[-1]
+    with pytest.raises(TypeError, match="cache: expected the cache returned by lstm_forward"):
+        ops.lstm_backward({"x": 1}, **g, backend=backend)
+    with pytest.raises(TypeError, match="cache"):
+        ops.lstm_backward(ops.rnn_forward(p["x"], p["Wx"][:, :5], p["Wh"][:, :5],
+                                          p["b"][:5])[-1], **g, backend=backend)
+    broken = dict(cache, gates=cache["gates"][:, :, :-1].copy())
+    with pytest.raises(ValueError, match=r"cache\['gates'\]: expected a C-contiguous"):
+        ops.lstm_backward(broken, **g, backend=backend)
+
+
+def test_unknown_backend(monkeypatch):
+    p, _ = problem("rnn", 2, 2, 2, 2)
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        ops.rnn_forward(**p, backend="cuda")
+    monkeypatch.setenv("FASTLSTM_BACKEND", "nope")
+    with pytest.raises(ValueError, match="FASTLSTM_BACKEND='nope'"):
+        ops.rnn_forward(**p)
+    monkeypatch.setenv("FASTLSTM_BACKEND", "numpy")
+    assert fastlstm.backends.get_backend("auto").name == "numpy"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_contiguous_inputs_are_copied(backend):
+    p, g = problem("lstm", 4, 3, 5, 6)
+    expected = run("lstm", backend, p, g)
+    odd = {k: (np.asfortranarray(v) if v.ndim == 2 else v) for k, v in p.items()}
+    odd["x"] = np.ascontiguousarray(p["x"].transpose(1, 0, 2)).transpose(1, 0, 2)
+    odd["b"] = np.repeat(p["b"], 2)[::2]
+    assert not odd["x"].flags.c_contiguous and not odd["b"].flags.c_contiguous
+    got = run("lstm", backend, odd, g)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def test_thread_settings_are_checked_and_restored():
+    before = fastlstm.get_num_threads()
+    with pytest.raises(ValueError, match="n_threads: expected >= 1, got 0"):
+        fastlstm.set_num_threads(0)
+    with pytest.raises(TypeError, match="n_threads: expected an int"):
+        fastlstm.set_num_threads(1.5)
+    with fastlstm.threads(1):
+        assert fastlstm.get_num_threads() == 1
+    assert fastlstm.get_num_threads() == before

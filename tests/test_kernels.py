@@ -1,0 +1,85 @@
+"""Every compiled backend against the reference: one grid of cell x dtype x shape,
+hypothesis-drawn shapes, thread counts, and caches crossing backends."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import fastlstm
+
+from cells import GATES, assert_same, problem, run
+
+COMPILED = [b for b in fastlstm.available_backends() if b != "numpy"]
+DTYPES = [np.float64, np.float32]
+# T=1, B=1, B odd (not divisible by the thread count), H not a multiple of 8, I != H;
+# B*H large enough for the kernels to split the hidden units across threads.
+SHAPES = [(1, 1, 3, 5), (4, 1, 2, 9), (5, 3, 7, 13), (3, 7, 1, 4), (6, 33, 5, 70),
+          (2, 64, 16, 130)]
+
+
+def test_cython_backend_is_built():
+    """The package must ship its compiled kernels: a missing build fails here."""
+    assert "cython" in COMPILED
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("T, B, I, H", SHAPES)
+@pytest.mark.parametrize("dy", [True, False], ids=["dy", "dy=None"])
+def test_kernel_equals_reference(backend, cell, dtype, T, B, I, H, dy):
+    p, g = problem(cell, T, B, I, H, dtype, seed=T + B + H, dy=dy)
+    assert_same(run(cell, "numpy", p, g), run(cell, backend, p, g), dtype)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("cell", list(GATES))
+def test_zero_initial_state(backend, cell):
+    p, g = problem(cell, 3, 2, 4, 6, zero_state=True)
+    assert_same(run(cell, "numpy", p, g), run(cell, backend, p, g), np.float64)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@settings(max_examples=25, deadline=None)
+@given(cell=st.sampled_from(list(GATES)), dtype=st.sampled_from(DTYPES),
+       T=st.integers(1, 6), B=st.integers(1, 9), I=st.integers(1, 8),
+       H=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_kernel_equals_reference_drawn(backend, cell, dtype, T, B, I, H, seed):
+    p, g = problem(cell, T, B, I, H, dtype, seed=seed)
+    assert_same(run(cell, "numpy", p, g), run(cell, backend, p, g), dtype)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_results_do_not_depend_on_threads(backend, cell, n_threads):
+    p, g = problem(cell, 4, 65, 8, 100, np.float64, seed=3)  # 3 threads split H
+    with fastlstm.threads(1):
+        one = run(cell, backend, p, g)
+    with fastlstm.threads(n_threads):
+        many = run(cell, backend, p, g)
+    for name in one:  # the same up to rounding, relative to each array's scale
+        scale = np.abs(one[name]).max()
+        np.testing.assert_allclose(many[name], one[name], rtol=1e-12, atol=1e-12 * scale,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("cell", list(GATES))
+def test_caches_cross_backends(backend, cell):
+    """Every backend's cache has one layout: any backward takes any forward's cache."""
+    from fastlstm import ops
+    p, g = problem(cell, 3, 4, 5, 6)
+    ref = run(cell, "numpy", p, g)
+    cache = getattr(ops, f"{cell}_forward")(**p, backend="numpy")[-1]
+    grads = getattr(ops, f"{cell}_backward")(cache, **g, backend=backend)
+    for name, got in zip(list(ref)[-len(grads):], grads):
+        np.testing.assert_allclose(got, ref[name], rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_inputs_are_not_modified(backend):
+    p, g = problem("lstm", 3, 4, 5, 6)
+    before = {k: v.copy() for k, v in {**p, **g}.items()}
+    run("lstm", backend, p, g)
+    for k, v in {**p, **g}.items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)

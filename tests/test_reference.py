@@ -1,0 +1,60 @@
+"""The reference (the spec) against central finite differences, float64, for every
+input, parameter and initial state of every cell."""
+import numpy as np
+import pytest
+
+from fastlstm import reference as R
+
+from cells import problem, GATES
+
+EPS = 1e-6
+
+
+def loss_and_grads(cell, p, g):
+    """L = <y, dy> + <hT, dhT> (+ <cT, dcT>) and its gradients from the reference."""
+    fwd = getattr(R, f"{cell}_forward")(**p)
+    L = np.sum(fwd[0] * g["dy"]) + np.sum(fwd[1] * g["dhT"])
+    if cell == "lstm":
+        L += np.sum(fwd[2] * g["dcT"])
+    grads = getattr(R, f"{cell}_backward")(fwd[-1], **g)
+    return L, grads
+
+
+GRAD_OF = {  # the backward's outputs, in order, are the gradients of these arguments
+    "rnn": ("x", "Wx", "Wh", "b", "h0"),
+    "lstm": ("x", "Wx", "Wh", "b", "h0", "c0"),
+    "gru": ("x", "Wx", "Wh", "bx", "bh", "h0"),
+}
+
+
+@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("T, B, I, H", [(3, 2, 3, 4), (1, 1, 2, 3)])
+def test_reference_matches_finite_differences(cell, T, B, I, H):
+    p, g = problem(cell, T, B, I, H, np.float64, seed=T * 10 + H)
+    _, grads = loss_and_grads(cell, p, g)
+    for name, analytic in zip(GRAD_OF[cell], grads):
+        numeric = np.zeros_like(p[name])
+        for idx in np.ndindex(p[name].shape):
+            saved = p[name][idx]
+            p[name][idx] = saved + EPS
+            up, _ = loss_and_grads(cell, p, g)
+            p[name][idx] = saved - EPS
+            down, _ = loss_and_grads(cell, p, g)
+            p[name][idx] = saved
+            numeric[idx] = (up - down) / (2 * EPS)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_lstm_reference_follows_the_equations_on_one_step():
+    """One step, one unit, by hand: c = f*c0 + i*g, h = o*tanh(c)."""
+    x = np.array([[[0.5]]])
+    Wx = np.array([[0.1, 0.2, 0.3, 0.4]])
+    Wh = np.array([[-0.1, 0.05, 0.2, -0.3]])
+    b = np.array([0.0, 1.0, 0.0, -1.0])
+    h0, c0 = np.array([[0.7]]), np.array([[-0.2]])
+    a = x[0, 0, 0] * Wx[0] + h0[0, 0] * Wh[0] + b
+    sig = lambda v: 1 / (1 + np.exp(-v))
+    c = sig(a[1]) * c0[0, 0] + sig(a[0]) * np.tanh(a[2])
+    h = sig(a[3]) * np.tanh(c)
+    y, hT, cT, _ = R.lstm_forward(x, Wx, Wh, b, h0, c0)
+    np.testing.assert_allclose([y[0, 0, 0], hT[0, 0], cT[0, 0]], [h, h, c], rtol=1e-15)
