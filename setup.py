@@ -32,7 +32,7 @@ def optimisation_flags():
     if DEBUG:
         return ["-O0", "-g"]
     # No -ffast-math: NaN/inf semantics stay. src_cy/simd_math.h vectorises exp and
-    # tanh instead (bench/RESULTS.md: scalar calls cost half the forward time).
+    # tanh instead (bench/RESULTS.md: scalar, they cost more than half the forward).
     # -march=native: `pip install .` builds for the machine it runs on.
     flags = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
     if "clang" not in (os.environ.get("CC") or sysconfig.get_config_var("CC") or ""):

@@ -1,8 +1,7 @@
-"""How many threads the compiled kernels use: their own parallel loops (OpenMP in
-Cython, Numba's thread pool) and the BLAS that runs their GEMMs."""
+"""How many threads the compiled kernels use (their OpenMP loops), and the BLAS
+thread limits around them."""
 import contextlib
 import os
-import sys
 
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
@@ -30,35 +29,33 @@ def _check(n):
         raise ValueError(f"n_threads: expected >= 1, got {n}")
 
 
-def _apply(n):
+def _set(n):
     global _num_threads
     _num_threads = n
-    numba = sys.modules.get("numba")
-    if numba is not None:
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
 def set_num_threads(n):
-    """Use n threads from now on, in the kernels' loops and in BLAS."""
+    """Use n threads from now on: in the compiled kernels, which split their GEMMs
+    over their own threads, and as the BLAS limit elsewhere (the NumPy backend)."""
     global _blas_limits
     _check(n)
     if _blas_limits is not None:
         _blas_limits.restore_original_limits()
     _blas_limits = threadpool_limits(limits=n, user_api="blas")
-    _apply(n)
+    _set(n)
 
 
 @contextlib.contextmanager
 def threads(n):
-    """Context manager: use n threads (kernels and BLAS) inside the block only."""
+    """Context manager: set_num_threads(n) inside the block only."""
     _check(n)
     previous = _num_threads
     with threadpool_limits(limits=n, user_api="blas"):
-        _apply(n)
+        _set(n)
         try:
             yield
         finally:
-            _apply(previous)
+            _set(previous)
 
 
 _controller = None

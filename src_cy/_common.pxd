@@ -67,9 +67,9 @@ cdef inline Py_ssize_t span_lo(Py_ssize_t n, Py_ssize_t parts, Py_ssize_t p) noe
 
 
 cdef inline int step_threads(Py_ssize_t B, Py_ssize_t H, int n_threads) noexcept nogil:
-    """Threads for the per-step work: at least 16 hidden units and 2048 gate
-    elements each, since below that a step is a few microseconds and the barrier
-    costs more than it saves (bench/RESULTS.md, B=1 H=128)."""
+    """Threads for the per-step work: at least 16 hidden units and 2048 of B*H each.
+    Below that a step's share is a microsecond or less, the order of one barrier,
+    so fewer threads lose nothing."""
     cdef Py_ssize_t by_units = H // 16, by_work = B * H // 2048
     cdef Py_ssize_t n = min(<Py_ssize_t>n_threads, min(by_units, by_work))
     return <int>max(n, 1)
