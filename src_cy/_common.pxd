@@ -114,19 +114,16 @@ cdef inline void gemm_split_cols(bint trans_a, Py_ssize_t M, Py_ssize_t N, Py_ss
              B + lo, <int>ldb, beta, C + lo, <int>ldc)
 
 
-cdef inline void gemm_units(Py_ssize_t G, Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1,
-                            Py_ssize_t M, Py_ssize_t K, const floating* A,
-                            const floating* W, floating beta, floating* C) noexcept nogil:
-    """C[:, cols] := A @ W[:, cols] + beta * C[:, cols] for cols the G gate columns
-    k*H + j of the hidden units j in [j0, j1); W, C have G*H columns, A is (M, K)."""
-    cdef Py_ssize_t k
-    if j1 - j0 == H:  # all units: the G blocks are contiguous, one GEMM
-        gemm(False, False, <int>M, <int>(G * H), <int>K, 1, A, <int>K, W, <int>(G * H),
-             beta, C, <int>(G * H))
-        return
-    for k in range(G):
-        gemm(False, False, <int>M, <int>(j1 - j0), <int>K, 1, A, <int>K, W + k * H + j0,
-             <int>(G * H), beta, C + k * H + j0, <int>(G * H))
+cdef inline void pack_units(const floating* W, floating* Wp, Py_ssize_t K, Py_ssize_t G,
+                            Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """Wp (K, G*n) := the G gate columns k*H + j, j in [j0, j1), of W (K, G*H), with
+    n = j1 - j0 and gate k's columns at k*n: one thread's units as one contiguous
+    panel, so that its per-step GEMM is a single call that reuses h's packing."""
+    cdef Py_ssize_t n = j1 - j0, r, k, j
+    for r in range(K):
+        for k in range(G):
+            for j in range(n):
+                Wp[r * G * n + k * n + j] = W[r * G * H + k * H + j0 + j]
 
 
 cdef inline void add_column_sums_split(floating* out, const floating* A, Py_ssize_t n_rows,

@@ -10,14 +10,15 @@ buffer instead of being accumulated into the input projection:
   backward 3. per step one fused pass gives dAX_t, dAH_t and the direct term z*dh_t;
               one GEMM adds dAH_t Wh.T to it, giving dh_{t-1}
            4. dWx, dWh, dx single GEMMs after the loop, dbx and dbh column sums
-Per step, thread p owns the hidden units [j0, j1).
+Per step, thread p owns the hidden units [j0, j1), with the three gates' columns
+of Wh for them packed into one panel before the loop.
 """
 import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 
 from _common cimport (sigmoid, tanh_, gemm, span_lo, step_threads, input_projection,
-                      gemm_units, weight_grads, add_column_sums_split)
+                      pack_units, weight_grads, add_column_sums_split)
 
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
@@ -25,15 +26,16 @@ from fastlstm._threads import get_num_threads, single_threaded_blas
 cdef inline void _gates_row(floating* a, const floating* ah, const floating* bh,
                             const floating* h_prev, floating* hn, floating* h,
                             Py_ssize_t n, Py_ssize_t H) noexcept nogil:
-    """Forward fused pass over n units of one batch row, all pointers at unit j0:
-    a holds x Wx + bx (blocks H apart) and gets [r, z, n]; ah = h_{t-1} Wh and bh
-    (blocks H apart); hn, h get h_{t-1} Wh_n + bh_n and h_t."""
+    """Forward fused pass over n units of one batch row: a points at unit j0 of
+    x Wx + bx (blocks H apart) and gets [r, z, n]; ah at the thread's h_{t-1} Wh
+    (blocks n apart); bh at unit j0 (blocks H apart); hn, h get h_{t-1} Wh_n + bh_n
+    and h_t."""
     cdef Py_ssize_t j
     cdef floating one = 1, r_, z_, n_, hn_
     for j in range(n):
         r_ = sigmoid(a[j] + ah[j] + bh[j])
-        z_ = sigmoid(a[H + j] + ah[H + j] + bh[H + j])
-        hn_ = ah[2 * H + j] + bh[2 * H + j]
+        z_ = sigmoid(a[H + j] + ah[n + j] + bh[H + j])
+        hn_ = ah[2 * n + j] + bh[2 * H + j]
         n_ = tanh_(a[2 * H + j] + r_ * hn_)
         a[j] = r_
         a[H + j] = z_
@@ -81,12 +83,13 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     y = np.empty((T, B, H), dtype=dtype)
     gates = np.empty((T, B, 3 * H), dtype=dtype)
     hn = np.empty((T, B, H), dtype=dtype)
-    cdef floating[:, ::1] AH = np.empty((B, 3 * H), dtype=dtype)
+    cdef floating[::1] Whp = np.empty(H * 3 * H, dtype=dtype)
+    cdef floating[::1] AH = np.empty(B * 3 * H, dtype=dtype)
     cdef floating[:, :, ::1] y_, gates_, hn_
     y_, gates_, hn_ = y, gates, hn
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:
-        _forward(x, Wx, Wh, bx, bh, h0, AH, y_, gates_, hn_, nt)
+        _forward(x, Wx, Wh, bx, bh, h0, Whp, AH, y_, gates_, hn_, nt)
     cache = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y, gates=gates, hn=hn)
     return y, y[T - 1].copy(), cache
 
@@ -97,27 +100,33 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    const floating[::1] bx,           # IN  (3H,)
                    const floating[::1] bh,           # IN  (3H,)
                    const floating[:, ::1] h0,        # IN  (B, H)
-                   floating[:, ::1] AH,              # OUT (B, 3H), scratch
+                   floating[::1] Whp,                # OUT (H*3H,), Wh's panels, scratch
+                   floating[::1] AH,                 # OUT (B*3H,), h_{t-1} Wh, scratch
                    floating[:, :, ::1] y,            # OUT (T, B, H)
                    floating[:, :, ::1] gates,        # OUT (T, B, 3H), [r, z, n]
                    floating[:, :, ::1] hn,           # OUT (T, B, H)
                    int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t G = 3 * H, t, r, p, j0, j1
+    cdef Py_ssize_t G = 3 * H, t, r, p, j0, j1, n
     cdef const floating* h_prev
     cdef int P = step_threads(B, H, n_threads)
     # 1. AX = X Wx + bx over all T*B rows
     input_projection(&x[0, 0, 0], &Wx[0, 0], &bx[0], &gates[0, 0, 0], T * B, I, G, n_threads)
+    for p in prange(P, schedule='static', num_threads=P):
+        j0 = span_lo(H, P, p)
+        pack_units(&Wh[0, 0], &Whp[H * 3 * j0], H, 3, H, j0, span_lo(H, P, p + 1))
     for t in range(T):
         h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
         for p in prange(P, schedule='static', num_threads=P):
             j0 = span_lo(H, P, p)
             j1 = span_lo(H, P, p + 1)
-            # 2. AH[:, units j0:j1] = h_{t-1} Wh[:, units j0:j1]
-            gemm_units(3, H, j0, j1, B, H, h_prev, &Wh[0, 0], 0, &AH[0, 0])
+            n = j1 - j0
+            # 2. AH[:, units j0:j1] = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
+            gemm(False, False, B, <int>(3 * n), H, 1, h_prev, H, &Whp[H * 3 * j0],
+                 <int>(3 * n), 0, &AH[B * 3 * j0], <int>(3 * n))
             for r in range(B):
-                _gates_row(&gates[t, r, j0], &AH[r, j0], &bh[j0], &h_prev[r * H + j0],
-                           &hn[t, r, j0], &y[t, r, j0], j1 - j0, H)
+                _gates_row(&gates[t, r, j0], &AH[B * 3 * j0 + r * 3 * n], &bh[j0],
+                           &h_prev[r * H + j0], &hn[t, r, j0], &y[t, r, j0], n, H)
 
 
 def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,

@@ -10,30 +10,32 @@ schedule (DESIGN.md, "How the kernels are fast"):
            4. after the loop: dWx, dWh, dx as single GEMMs over all T*B rows, db a
               column sum
 Per step, thread p owns the hidden units [j0, j1): the four gates' columns of Wh
-for them, and their part of c_t, h_t, dA_t, dh_{t-1}.
+for them, packed into one panel before the loop, and their part of c_t, h_t, dA_t,
+dh_{t-1}.
 """
 import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 
 from _common cimport (sigmoid, tanh_, gemm, span_lo, step_threads, input_projection,
-                      gemm_units, weight_grads, add_column_sums_split)
+                      pack_units, weight_grads, add_column_sums_split)
 
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
 
-cdef inline void _gates_row(floating* a, const floating* c_prev, floating* c,
-                            floating* h, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+cdef inline void _gates_row(floating* a, const floating* s, const floating* c_prev,
+                            floating* c, floating* h, Py_ssize_t n,
+                            Py_ssize_t H) noexcept nogil:
     """Forward fused pass over n units of one batch row. a points at unit j0 of the
-    row's pre-activations [i, f, g, o] (blocks H apart) and gets the activations;
-    c, h get c_t, h_t."""
+    row's x_t Wx + b (blocks H apart), s at the thread's h_{t-1} Wh (blocks n
+    apart); a gets the activations [i, f, g, o], c and h get c_t, h_t."""
     cdef Py_ssize_t j
     cdef floating i_, f_, g_, o_
     for j in range(n):
-        i_ = sigmoid(a[j])
-        f_ = sigmoid(a[H + j])
-        g_ = tanh_(a[2 * H + j])
-        o_ = sigmoid(a[3 * H + j])
+        i_ = sigmoid(a[j] + s[j])
+        f_ = sigmoid(a[H + j] + s[n + j])
+        g_ = tanh_(a[2 * H + j] + s[2 * n + j])
+        o_ = sigmoid(a[3 * H + j] + s[3 * n + j])
         a[j] = i_
         a[H + j] = f_
         a[2 * H + j] = g_
@@ -81,9 +83,11 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     gates = np.empty((T, B, 4 * H), dtype=dtype)
     cdef floating[:, :, ::1] y_, c_, gates_
     y_, c_, gates_ = y, c, gates
+    cdef floating[::1] Whp = np.empty(H * 4 * H, dtype=dtype)
+    cdef floating[::1] S = np.empty(B * 4 * H, dtype=dtype)
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:
-        _forward(x, Wx, Wh, b, h0, c0, y_, c_, gates_, nt)
+        _forward(x, Wx, Wh, b, h0, c0, Whp, S, y_, c_, gates_, nt)
     cache = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, c0=c0.base,
                  y=y, c=c, gates=gates)
     return y, y[T - 1].copy(), c[T - 1].copy(), cache
@@ -95,29 +99,36 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    const floating[::1] b,            # IN  (4H,)
                    const floating[:, ::1] h0,        # IN  (B, H)
                    const floating[:, ::1] c0,        # IN  (B, H)
+                   floating[::1] Whp,                # OUT (H*4H,), Wh's panels, scratch
+                   floating[::1] S,                  # OUT (B*4H,), h_{t-1} Wh, scratch
                    floating[:, :, ::1] y,            # OUT (T, B, H)
                    floating[:, :, ::1] c,            # OUT (T, B, H)
                    floating[:, :, ::1] gates,        # OUT (T, B, 4H), [i, f, g, o]
                    int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t t, r, p, j0, j1
+    cdef Py_ssize_t t, r, p, j0, j1, n
     cdef const floating* h_prev
     cdef const floating* c_prev
     cdef int P = step_threads(B, H, n_threads)
     # 1. A = X Wx + b over all T*B rows
     input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &gates[0, 0, 0], T * B, I, 4 * H,
                      n_threads)
+    for p in prange(P, schedule='static', num_threads=P):
+        j0 = span_lo(H, P, p)
+        pack_units(&Wh[0, 0], &Whp[H * 4 * j0], H, 4, H, j0, span_lo(H, P, p + 1))
     for t in range(T):
         h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
         c_prev = &c0[0, 0] if t == 0 else &c[t - 1, 0, 0]
         for p in prange(P, schedule='static', num_threads=P):
             j0 = span_lo(H, P, p)
             j1 = span_lo(H, P, p + 1)
-            # 2. A_t[:, units j0:j1] += h_{t-1} Wh[:, units j0:j1]
-            gemm_units(4, H, j0, j1, B, H, h_prev, &Wh[0, 0], 1, &gates[t, 0, 0])
+            n = j1 - j0
+            # 2. S[:, units j0:j1] = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
+            gemm(False, False, B, <int>(4 * n), H, 1, h_prev, H, &Whp[H * 4 * j0],
+                 <int>(4 * n), 0, &S[B * 4 * j0], <int>(4 * n))
             for r in range(B):
-                _gates_row(&gates[t, r, j0], &c_prev[r * H + j0], &c[t, r, j0],
-                           &y[t, r, j0], j1 - j0, H)
+                _gates_row(&gates[t, r, j0], &S[B * 4 * j0 + r * 4 * n], &c_prev[r * H + j0],
+                           &c[t, r, j0], &y[t, r, j0], n, H)
 
 
 def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,

@@ -13,7 +13,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from _common cimport (tanh_, gemm, span_lo, step_threads, input_projection,
-                      gemm_units, weight_grads, add_column_sums_split)
+                      weight_grads, add_column_sums_split)
 
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
@@ -71,7 +71,8 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
             j0 = span_lo(H, P, p)
             j1 = span_lo(H, P, p + 1)
             # 2. A_t[:, j0:j1] += h_{t-1} Wh[:, j0:j1];  h_t = tanh(A_t)
-            gemm_units(1, H, j0, j1, B, H, h_prev, &Wh[0, 0], 1, &y[t, 0, 0])
+            gemm(False, False, B, <int>(j1 - j0), H, 1, h_prev, H, &Wh[0, j0], H, 1,
+                 &y[t, 0, j0], H)
             for r in range(B):
                 _tanh_row(&y[t, r, j0], j1 - j0)
 
