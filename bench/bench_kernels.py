@@ -117,6 +117,15 @@ def main(argv=None):
         except ImportError:
             print("torch not installed: no peer column", file=sys.stderr)
 
+    if "numba" in backends:
+        import numba
+        from fastlstm import _numba
+        cache_dir = os.path.dirname(_numba.__file__)
+        t0 = time.perf_counter()
+        _numba.warm_up()
+        print(f"numba {numba.__version__}: warm_up() took {time.perf_counter() - t0:.1f} s "
+              f"(compiles 12 kernels on the first run, else loads them from {cache_dir})",
+              file=sys.stderr)
     rows = []
     for n in args.threads:
         if "torch" in peers:

@@ -16,9 +16,10 @@ SHAPES = [(1, 1, 3, 5), (4, 1, 2, 9), (5, 3, 7, 13), (3, 7, 1, 4), (6, 33, 5, 70
           (2, 64, 16, 130)]
 
 
-def test_cython_backend_is_built():
-    """The package must ship its compiled kernels: a missing build fails here."""
-    assert "cython" in COMPILED
+def test_compiled_backends_are_available():
+    """The package must ship both compiled backends: a missing build step or a
+    missing numba fails here rather than skipping the grid below."""
+    assert COMPILED == ["cython", "numba"]
 
 
 @pytest.mark.parametrize("backend", COMPILED)

@@ -1,0 +1,98 @@
+"""Numba backend: the six kernel-contract functions (DESIGN.md) over the Numba
+kernels of rnn.py, lstm.py and gru.py. Compiled code is cached on disk, so only a
+process's first call ever compiles; `warm_up()` does that ahead of time.
+
+These wrappers allocate and call, like the Cython drivers; shapes are trusted
+(fastlstm.ops checks them).
+"""
+import numba
+import numpy as np
+
+from .._threads import get_num_threads, single_threaded_blas
+from . import gru, lstm, rnn
+from .common import weight_grads
+
+
+def _threads():
+    n = min(get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    return n
+
+
+def rnn_forward(x, Wx, Wh, b, h0):
+    T, B, _ = x.shape
+    y = np.empty((T, B, Wh.shape[0]), dtype=x.dtype)
+    with single_threaded_blas():
+        rnn.forward(x, Wx, Wh, b, h0, y, _threads())
+    return y, y[-1].copy(), dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y)
+
+
+def rnn_backward(cache, dy, dhT):
+    dA = np.empty_like(dy)
+    dh = dhT.copy()
+    with single_threaded_blas():
+        n = _threads()
+        rnn.backward(cache["Wh"], cache["y"], dy, dA, dh, n)
+        dx, dWx, dWh = weight_grads(cache["x"], cache["h0"], cache["y"], cache["Wx"], dA, dA, n)
+    return dx, dWx, dWh, dA.sum(axis=(0, 1)), dh
+
+
+def lstm_forward(x, Wx, Wh, b, h0, c0):
+    T, B, _ = x.shape
+    H = Wh.shape[0]
+    y = np.empty((T, B, H), dtype=x.dtype)
+    c = np.empty((T, B, H), dtype=x.dtype)
+    gates = np.empty((T, B, 4 * H), dtype=x.dtype)
+    with single_threaded_blas():
+        lstm.forward(x, Wx, Wh, b, h0, c0, y, c, gates, _threads())
+    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, c0=c0, y=y, c=c, gates=gates)
+    return y, y[-1].copy(), c[-1].copy(), cache
+
+
+def lstm_backward(cache, dy, dhT, dcT):
+    dA = np.empty(cache["gates"].shape, dtype=dy.dtype)
+    dh, dc = dhT.copy(), dcT.copy()
+    with single_threaded_blas():
+        n = _threads()
+        lstm.backward(cache["Wh"], cache["c0"], cache["c"], cache["gates"], dy, dA, dh, dc, n)
+        dx, dWx, dWh = weight_grads(cache["x"], cache["h0"], cache["y"], cache["Wx"], dA, dA, n)
+    return dx, dWx, dWh, dA.sum(axis=(0, 1)), dh, dc
+
+
+def gru_forward(x, Wx, Wh, bx, bh, h0):
+    T, B, _ = x.shape
+    H = Wh.shape[0]
+    y = np.empty((T, B, H), dtype=x.dtype)
+    hn = np.empty((T, B, H), dtype=x.dtype)
+    gates = np.empty((T, B, 3 * H), dtype=x.dtype)
+    with single_threaded_blas():
+        gru.forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, _threads())
+    return y, y[-1].copy(), dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, gates=gates, hn=hn)
+
+
+def gru_backward(cache, dy, dhT):
+    dAX = np.empty(cache["gates"].shape, dtype=dy.dtype)
+    dAH = np.empty_like(dAX)
+    dh = dhT.copy()
+    with single_threaded_blas():
+        n = _threads()
+        gru.backward(cache["Wh"], cache["h0"], cache["y"], cache["gates"], cache["hn"], dy,
+                     dAX, dAH, dh, n)
+        dx, dWx, dWh = weight_grads(cache["x"], cache["h0"], cache["y"], cache["Wx"], dAX, dAH,
+                                    n)
+    return dx, dWx, dWh, dAX.sum(axis=(0, 1)), dAH.sum(axis=(0, 1)), dh
+
+
+def warm_up(dtypes=(np.float32, np.float64)):
+    """Compile (or load from the disk cache) every kernel for the given dtypes."""
+    for dtype in dtypes:
+        rng = np.random.default_rng(0)
+        for G, fwd, bwd, nb in ((1, rnn_forward, rnn_backward, 1),
+                                (4, lstm_forward, lstm_backward, 1),
+                                (3, gru_forward, gru_backward, 2)):
+            x = rng.standard_normal((2, 2, 3)).astype(dtype)
+            W = [rng.standard_normal(s).astype(dtype) for s in ((3, 2 * G), (2, 2 * G))]
+            bs = [np.zeros(2 * G, dtype)] * nb
+            states = [np.zeros((2, 2), dtype)] * (2 if G == 4 else 1)
+            out = fwd(x, *W, *bs, *states)
+            bwd(out[-1], np.ones((2, 2, 2), dtype), *states)

@@ -1,0 +1,95 @@
+"""Helpers shared by the Numba cell kernels: gate functions, thread splits, the
+hoisted GEMMs. Same schedule as the Cython kernels (src_cy/_common.pxd): BLAS runs
+single-threaded (the wrappers hold fastlstm._threads.single_threaded_blas) inside
+Numba's own threads, which split hidden units per step and rows around the loop."""
+import numpy as np
+from numba import njit, prange
+
+JIT = dict(nogil=True, cache=True)
+
+
+@njit(inline="always", **JIT)
+def sigmoid(a, one):
+    return one / (one + np.exp(-a))
+
+
+@njit(inline="always", **JIT)
+def one_of(a):
+    """1 in a's dtype: a bare literal 1 is int64 in Numba and would turn float32
+    gate arithmetic into float64."""
+    return np.ones(1, dtype=a.dtype)[0]
+
+
+@njit(inline="always", **JIT)
+def span_lo(n, parts, p):
+    """First index of part p when [0, n) is cut into `parts` near-equal parts."""
+    return n * p // parts
+
+
+@njit(**JIT)
+def step_threads(B, H, n_threads):
+    """Threads for the per-step work: at least 16 units and 2048 of B*H each."""
+    return max(1, min(n_threads, H // 16, B * H // 2048))
+
+
+@njit(**JIT)
+def pack_units(W, Wp, G, H, j0, j1):
+    """Wp (K, G*n) := the G gate columns k*H + j, j in [j0, j1), of W (K, G*H)."""
+    n = j1 - j0
+    for k in range(G):
+        Wp[:, k * n:(k + 1) * n] = W[:, k * H + j0:k * H + j1]
+
+
+@njit(**JIT)
+def panel(flat, K, G, j0, j1):
+    """The (K, G*(j1 - j0)) block of a flat per-thread buffer owned by units j0:j1."""
+    return flat[K * G * j0:K * G * j1].reshape(K, G * (j1 - j0))
+
+
+@njit(parallel=True, **JIT)
+def pack_panels(Wh, Whp, G, P):
+    H = Wh.shape[0]
+    for p in prange(P):
+        j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
+        pack_units(Wh, panel(Whp, H, G, j0, j1), G, H, j0, j1)
+
+
+@njit(parallel=True, **JIT)
+def input_projection(x2, Wx, b, A2, n_threads):
+    """A2 := x2 @ Wx + b for x2 (rows, I), rows split across threads."""
+    rows = x2.shape[0]
+    for p in prange(n_threads):
+        lo, hi = span_lo(rows, n_threads, p), span_lo(rows, n_threads, p + 1)
+        if hi > lo:
+            np.dot(x2[lo:hi], Wx, A2[lo:hi])
+            A2[lo:hi] += b
+
+
+@njit(parallel=True, **JIT)
+def weight_grads(x, h0, y, Wx, dAX, dAH, n_threads):
+    """dWx = X.T dAX;  dWh = [h0; Y[:-1]].T dAH;  dx = dAX Wx.T over all T*B rows.
+
+    dAX, dAH (T, B, G*H): gradients of the input and recurrent pre-activations.
+    The rows are split across threads; each sums its partial products, then the
+    partial sums are added.
+    """
+    T, B, I = x.shape
+    H = h0.shape[1]
+    GH = dAX.shape[2]
+    rows = T * B
+    x2, dAX2, dAH2 = x.reshape(rows, I), dAX.reshape(rows, GH), dAH.reshape(rows, GH)
+    h_prev = np.empty((rows, H), dtype=x.dtype)
+    h_prev[:B] = h0
+    h_prev[B:] = y.reshape(rows, H)[:rows - B]
+    part_x = np.zeros((n_threads, I, GH), dtype=x.dtype)
+    part_h = np.zeros((n_threads, H, GH), dtype=x.dtype)
+    dx = np.empty((T, B, I), dtype=x.dtype)
+    dx2 = dx.reshape(rows, I)
+    WxT = Wx.T
+    for p in prange(n_threads):
+        lo, hi = span_lo(rows, n_threads, p), span_lo(rows, n_threads, p + 1)
+        if hi > lo:
+            np.dot(x2[lo:hi].T, dAX2[lo:hi], part_x[p])
+            np.dot(h_prev[lo:hi].T, dAH2[lo:hi], part_h[p])
+            np.dot(dAX2[lo:hi], WxT, dx2[lo:hi])
+    return dx, part_x.sum(axis=0), part_h.sum(axis=0)

@@ -1,0 +1,51 @@
+"""tanh RNN forward and BPTT kernels in Numba; the schedule of src_cy/_rnn.pyx."""
+import numpy as np
+from numba import njit, prange
+
+from .common import JIT, one_of, panel, span_lo, step_threads, pack_panels, input_projection
+
+
+@njit(parallel=True, **JIT)
+def forward(x, Wx, Wh, b, h0, y, n_threads):
+    """Writes y (T, B, H)."""
+    T, B, I = x.shape
+    H = Wh.shape[0]
+    one = one_of(x)
+    P = step_threads(B, H, n_threads)
+    # 1. A = X Wx + b, into y, turned into h in place
+    input_projection(x.reshape(T * B, I), Wx, b, y.reshape(T * B, H), n_threads)
+    Whp = np.empty(H * H, dtype=x.dtype)
+    S = np.empty(B * H, dtype=x.dtype)
+    pack_panels(Wh, Whp, 1, P)
+    for t in range(T):
+        h_prev = h0 if t == 0 else y[t - 1]
+        for p in prange(P):
+            j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
+            # 2. h_t = tanh(A_t + h_{t-1} Wh) for units j0:j1
+            Sp = panel(S, B, 1, j0, j1)
+            np.dot(h_prev, panel(Whp, H, 1, j0, j1), Sp)
+            for r in range(B):
+                for j in range(j1 - j0):
+                    y[t, r, j0 + j] = np.tanh(y[t, r, j0 + j] + Sp[r, j])
+
+
+@njit(parallel=True, **JIT)
+def backward(Wh, y, dy, dA, dh, n_threads):
+    """Writes dA (T, B, H); dh (B, H) goes from dhT to dh0."""
+    T, B, H = dy.shape
+    one = one_of(dy)
+    P = step_threads(B, H, n_threads)
+    D = np.empty(B * H, dtype=dy.dtype)
+    for t in range(T, -1, -1):
+        for p in prange(P):
+            j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
+            if t < T:
+                Dp = panel(D, B, 1, j0, j1)
+                np.dot(dA[t], Wh[j0:j1].T, Dp)
+                dh[:, j0:j1] = Dp
+            if t > 0:
+                s = t - 1
+                for r in range(B):
+                    for u in range(j0, j1):
+                        h = y[s, r, u]
+                        dA[s, r, u] = (dh[r, u] + dy[s, r, u]) * (one - h * h)
