@@ -46,6 +46,28 @@ def panel(flat, K, G, j0, j1):
     return flat[K * G * j0:K * G * j1].reshape(K, G * (j1 - j0))
 
 
+@njit(**JIT)
+def recurrent_units(h_prev, Whp, S, G, j0, j1):
+    """h_{t-1} @ Wh for units [j0, j1): one GEMM on the thread's packed panel of Wh,
+    into its (B, G*n) block of S, which it returns."""
+    H = h_prev.shape[1]
+    Sp = panel(S, h_prev.shape[0], G, j0, j1)
+    np.dot(h_prev, panel(Whp, H, G, j0, j1), Sp)
+    return Sp
+
+
+@njit(**JIT)
+def dh_units(dA_t, Wh, D, dh, j0, j1, accumulate):
+    """dh[:, j0:j1] (+)= dA_t @ Wh[j0:j1].T, through the thread's block of D (a
+    column slice of dh cannot be a GEMM's output)."""
+    Dp = panel(D, dh.shape[0], 1, j0, j1)
+    np.dot(dA_t, Wh[j0:j1].T, Dp)
+    if accumulate:
+        dh[:, j0:j1] += Dp
+    else:
+        dh[:, j0:j1] = Dp
+
+
 @njit(parallel=True, **JIT)
 def pack_panels(Wh, Whp, G, P):
     H = Wh.shape[0]

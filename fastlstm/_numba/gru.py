@@ -3,8 +3,8 @@ schedule of src_cy/_gru.pyx."""
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, one_of, panel, sigmoid, span_lo, step_threads, pack_panels, \
-    input_projection
+from .common import JIT, dh_units, input_projection, one_of, pack_panels, \
+    recurrent_units, sigmoid, span_lo, step_threads
 
 
 @njit(parallel=True, **JIT)
@@ -25,8 +25,7 @@ def forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, n_threads):
             j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
             n = j1 - j0
             # 2. AH_p = h_{t-1} Wh[:, units j0:j1], then the fused pass
-            Sp = panel(S, B, 3, j0, j1)
-            np.dot(h_prev, panel(Whp, H, 3, j0, j1), Sp)
+            Sp = recurrent_units(h_prev, Whp, S, 3, j0, j1)
             for r in range(B):
                 a, s = gates[t, r], Sp[r]
                 for j in range(n):
@@ -52,9 +51,7 @@ def backward(Wh, h0, y, gates, hn, dy, dAX, dAH, dh, n_threads):
             j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
             if t < T:
                 # dh_{t-1} = z * dh_t (written below at step t) + dAH_t Wh[j0:j1].T
-                Dp = panel(D, B, 1, j0, j1)
-                np.dot(dAH[t], Wh[j0:j1].T, Dp)
-                dh[:, j0:j1] += Dp
+                dh_units(dAH[t], Wh, D, dh, j0, j1, True)
             if t > 0:
                 s = t - 1
                 h_prev = h0 if s == 0 else y[s - 1]

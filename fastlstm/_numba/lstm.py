@@ -8,8 +8,8 @@ pass; 3. BPTT per step: fused pass for dA_t, dh_{t-1}[:, j0:j1] = dA_t Wh[j0:j1]
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, one_of, panel, sigmoid, span_lo, step_threads, pack_panels, \
-    input_projection
+from .common import JIT, dh_units, input_projection, one_of, pack_panels, \
+    recurrent_units, sigmoid, span_lo, step_threads
 
 
 @njit(parallel=True, **JIT)
@@ -31,8 +31,7 @@ def forward(x, Wx, Wh, b, h0, c0, y, c, gates, n_threads):
             j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
             n = j1 - j0
             # 2. S_p = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
-            Sp = panel(S, B, 4, j0, j1)
-            np.dot(h_prev, panel(Whp, H, 4, j0, j1), Sp)
+            Sp = recurrent_units(h_prev, Whp, S, 4, j0, j1)
             for r in range(B):
                 a, s = gates[t, r], Sp[r]
                 for j in range(n):
@@ -52,7 +51,6 @@ def backward(Wh, c0, c, gates, dy, dA, dh, dc, n_threads):
     """Writes dA (T, B, 4H); dh, dc (B, H) go from dhT, dcT to dh0, dc0."""
     T, B, H = dy.shape
     one = one_of(dy)
-    G = 4 * H
     P = step_threads(B, H, n_threads)
     D = np.empty(B * H, dtype=dy.dtype)
     # Region t finishes step t (dh_{t-1} for the thread's units) and starts step
@@ -62,9 +60,7 @@ def backward(Wh, c0, c, gates, dy, dA, dh, dc, n_threads):
             j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
             n = j1 - j0
             if t < T:
-                Dp = panel(D, B, 1, j0, j1)
-                np.dot(dA[t], Wh[j0:j1].T, Dp)
-                dh[:, j0:j1] = Dp
+                dh_units(dA[t], Wh, D, dh, j0, j1, False)
             if t > 0:
                 s = t - 1
                 c_prev = c0 if s == 0 else c[s - 1]

@@ -2,7 +2,8 @@
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, one_of, panel, span_lo, step_threads, pack_panels, input_projection
+from .common import JIT, dh_units, input_projection, one_of, pack_panels, \
+    recurrent_units, span_lo, step_threads
 
 
 @njit(parallel=True, **JIT)
@@ -10,7 +11,6 @@ def forward(x, Wx, Wh, b, h0, y, n_threads):
     """Writes y (T, B, H)."""
     T, B, I = x.shape
     H = Wh.shape[0]
-    one = one_of(x)
     P = step_threads(B, H, n_threads)
     # 1. A = X Wx + b, into y, turned into h in place
     input_projection(x.reshape(T * B, I), Wx, b, y.reshape(T * B, H), n_threads)
@@ -22,8 +22,7 @@ def forward(x, Wx, Wh, b, h0, y, n_threads):
         for p in prange(P):
             j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
             # 2. h_t = tanh(A_t + h_{t-1} Wh) for units j0:j1
-            Sp = panel(S, B, 1, j0, j1)
-            np.dot(h_prev, panel(Whp, H, 1, j0, j1), Sp)
+            Sp = recurrent_units(h_prev, Whp, S, 1, j0, j1)
             for r in range(B):
                 for j in range(j1 - j0):
                     y[t, r, j0 + j] = np.tanh(y[t, r, j0 + j] + Sp[r, j])
@@ -40,9 +39,7 @@ def backward(Wh, y, dy, dA, dh, n_threads):
         for p in prange(P):
             j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
             if t < T:
-                Dp = panel(D, B, 1, j0, j1)
-                np.dot(dA[t], Wh[j0:j1].T, Dp)
-                dh[:, j0:j1] = Dp
+                dh_units(dA[t], Wh, D, dh, j0, j1, False)
             if t > 0:
                 s = t - 1
                 for r in range(B):
