@@ -126,6 +126,16 @@ cdef inline void pack_units(const floating* W, floating* Wp, Py_ssize_t K, Py_ss
                 Wp[r * G * n + k * n + j] = W[r * G * H + k * H + j0 + j]
 
 
+cdef inline void pack_panels(const floating* Wh, floating* Whp, Py_ssize_t H, Py_ssize_t G,
+                             int P) noexcept nogil:
+    """Whp (H*G*H,) := Wh (H, G*H) as P per-thread panels: thread p's units
+    [j0, j1) as a contiguous (H, G*(j1 - j0)) block at Whp + H*G*j0."""
+    cdef Py_ssize_t p, j0
+    for p in prange(P, schedule='static', num_threads=P):
+        j0 = span_lo(H, P, p)
+        pack_units(Wh, Whp + H * G * j0, H, G, H, j0, span_lo(H, P, p + 1))
+
+
 cdef inline void add_column_sums_split(floating* out, const floating* A, Py_ssize_t n_rows,
                                        Py_ssize_t n_cols, int n_threads) noexcept nogil:
     """out += A.sum(axis=0), the columns split across threads."""

@@ -18,7 +18,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 from _common cimport (sigmoid, tanh_, gemm, span_lo, step_threads, input_projection,
-                      pack_units, weight_grads, add_column_sums_split)
+                      pack_panels, weight_grads, add_column_sums_split)
 
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
@@ -112,9 +112,7 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef int P = step_threads(B, H, n_threads)
     # 1. AX = X Wx + bx over all T*B rows
     input_projection(&x[0, 0, 0], &Wx[0, 0], &bx[0], &gates[0, 0, 0], T * B, I, G, n_threads)
-    for p in prange(P, schedule='static', num_threads=P):
-        j0 = span_lo(H, P, p)
-        pack_units(&Wh[0, 0], &Whp[H * 3 * j0], H, 3, H, j0, span_lo(H, P, p + 1))
+    pack_panels(&Wh[0, 0], &Whp[0], H, 3, P)
     for t in range(T):
         h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
         for p in prange(P, schedule='static', num_threads=P):

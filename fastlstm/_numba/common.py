@@ -76,6 +76,20 @@ def pack_panels(Wh, Whp, G, P):
         pack_units(Wh, panel(Whp, H, G, j0, j1), G, H, j0, j1)
 
 
+@njit(**JIT)
+def start_forward(x, Wx, b, Wh, A, G, n_threads):
+    """What every forward does before its time loop: A (T, B, G*H) := X Wx + b, and
+    Wh packed into per-thread panels. Returns P (threads per step), the panels
+    Whp and the scratch S (B*G*H,) for each step's h_{t-1} Wh."""
+    T, B, I = x.shape
+    H = Wh.shape[0]
+    P = step_threads(B, H, n_threads)
+    input_projection(x.reshape(T * B, I), Wx, b, A.reshape(T * B, G * H), n_threads)
+    Whp = np.empty(H * G * H, dtype=x.dtype)
+    pack_panels(Wh, Whp, G, P)
+    return P, Whp, np.empty(B * G * H, dtype=x.dtype)
+
+
 @njit(parallel=True, **JIT)
 def input_projection(x2, Wx, b, A2, n_threads):
     """A2 := x2 @ Wx + b for x2 (rows, I), rows split across threads."""

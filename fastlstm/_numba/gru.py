@@ -3,22 +3,18 @@ schedule of src_cy/_gru.pyx."""
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, dh_units, input_projection, one_of, pack_panels, \
-    recurrent_units, sigmoid, span_lo, step_threads
+from .common import JIT, dh_units, one_of, recurrent_units, sigmoid, span_lo, \
+    start_forward, step_threads
 
 
 @njit(parallel=True, **JIT)
 def forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, n_threads):
     """Writes y, hn (T, B, H) and gates (T, B, 3H) = [r, z, n]."""
-    T, B, I = x.shape
+    T, B, _ = x.shape
     H = Wh.shape[0]
     one = one_of(x)
-    P = step_threads(B, H, n_threads)
-    # 1. AX = X Wx + bx
-    input_projection(x.reshape(T * B, I), Wx, bx, gates.reshape(T * B, 3 * H), n_threads)
-    Whp = np.empty(H * 3 * H, dtype=x.dtype)
-    S = np.empty(B * 3 * H, dtype=x.dtype)
-    pack_panels(Wh, Whp, 3, P)
+    # 1. AX = X Wx + bx (into gates); Wh packed into per-thread panels
+    P, Whp, S = start_forward(x, Wx, bx, Wh, gates, 3, n_threads)
     for t in range(T):
         h_prev = h0 if t == 0 else y[t - 1]
         for p in prange(P):

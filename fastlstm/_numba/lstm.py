@@ -8,22 +8,18 @@ pass; 3. BPTT per step: fused pass for dA_t, dh_{t-1}[:, j0:j1] = dA_t Wh[j0:j1]
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, dh_units, input_projection, one_of, pack_panels, \
-    recurrent_units, sigmoid, span_lo, step_threads
+from .common import JIT, dh_units, one_of, recurrent_units, sigmoid, span_lo, \
+    start_forward, step_threads
 
 
 @njit(parallel=True, **JIT)
 def forward(x, Wx, Wh, b, h0, c0, y, c, gates, n_threads):
     """Writes y, c (T, B, H) and gates (T, B, 4H) = [i, f, g, o]."""
-    T, B, I = x.shape
+    T, B, _ = x.shape
     H = Wh.shape[0]
     one = one_of(x)
-    P = step_threads(B, H, n_threads)
-    # 1. A = X Wx + b
-    input_projection(x.reshape(T * B, I), Wx, b, gates.reshape(T * B, 4 * H), n_threads)
-    Whp = np.empty(H * 4 * H, dtype=x.dtype)
-    S = np.empty(B * 4 * H, dtype=x.dtype)
-    pack_panels(Wh, Whp, 4, P)
+    # 1. A = X Wx + b (into gates); Wh packed into per-thread panels
+    P, Whp, S = start_forward(x, Wx, b, Wh, gates, 4, n_threads)
     for t in range(T):
         h_prev = h0 if t == 0 else y[t - 1]
         c_prev = c0 if t == 0 else c[t - 1]

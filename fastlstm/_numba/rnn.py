@@ -2,21 +2,17 @@
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, dh_units, input_projection, one_of, pack_panels, \
-    recurrent_units, span_lo, step_threads
+from .common import JIT, dh_units, one_of, recurrent_units, span_lo, start_forward, \
+    step_threads
 
 
 @njit(parallel=True, **JIT)
 def forward(x, Wx, Wh, b, h0, y, n_threads):
     """Writes y (T, B, H)."""
-    T, B, I = x.shape
+    T, B, _ = x.shape
     H = Wh.shape[0]
-    P = step_threads(B, H, n_threads)
-    # 1. A = X Wx + b, into y, turned into h in place
-    input_projection(x.reshape(T * B, I), Wx, b, y.reshape(T * B, H), n_threads)
-    Whp = np.empty(H * H, dtype=x.dtype)
-    S = np.empty(B * H, dtype=x.dtype)
-    pack_panels(Wh, Whp, 1, P)
+    # 1. A = X Wx + b (into y); Wh packed into per-thread panels
+    P, Whp, S = start_forward(x, Wx, b, Wh, y, 1, n_threads)
     for t in range(T):
         h_prev = h0 if t == 0 else y[t - 1]
         for p in prange(P):
