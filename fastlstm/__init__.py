@@ -1,12 +1,22 @@
 """fastlstm: train tanh RNN, LSTM and GRU networks fast on multicore CPUs.
 
 The time loops run in compiled kernels (Cython, Numba); fastlstm.reference holds
-the NumPy specification they are tested against.
+the NumPy specification they are tested against. Layers: ops (the kernels'
+functional API) -> layers, model, losses, optim -> train -> io, text, cli.
 """
-from . import ops
-from ._threads import get_num_threads, set_num_threads, threads
-from .backends import available_backends
-
 __version__ = "0.1.0"
 
-__all__ = ["ops", "available_backends", "get_num_threads", "set_num_threads", "threads"]
+from . import data, losses, ops
+from ._threads import get_num_threads, set_num_threads, threads
+from .backends import available_backends
+from .io import load, save
+from .layers import GRU, LSTM, RNN, Dense, Embedding
+from .model import Model
+from .optim import SGD, Adam, clip_grads
+from .text import CharLM, Vocab
+from .train import History, StepInfo, TrainingDiverged, train
+
+__all__ = ["ops", "data", "losses", "available_backends", "get_num_threads",
+           "set_num_threads", "threads", "Embedding", "Dense", "RNN", "LSTM", "GRU",
+           "Model", "SGD", "Adam", "clip_grads", "train", "History", "StepInfo",
+           "TrainingDiverged", "save", "load", "CharLM", "Vocab"]

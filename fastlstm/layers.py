@@ -1,0 +1,255 @@
+"""Layers: Embedding, Dense and the recurrent stacks RNN, LSTM, GRU.
+
+Arrays are time-major, as in the kernels: tokens (T, B) int, features (T, B, F).
+Each layer owns `params` and `grads`, two dicts of arrays with the same keys and
+shapes. `forward` returns the output and a `backprop` closure; calling it with
+the output's gradient writes the parameters' gradients into `grads` (overwriting)
+and returns the input's gradient. The recurrent layers run every time step inside
+fastlstm.ops, so no Python runs per step.
+
+`config()` gives the constructor's arguments, which is how fastlstm.io rebuilds a
+layer from a checkpoint.
+"""
+import numpy as np
+
+from . import ops
+
+__all__ = ["Embedding", "Dense", "RNN", "LSTM", "GRU", "LAYERS"]
+
+
+def _dtype(dtype):
+    d = np.dtype(dtype)
+    if d not in (np.float32, np.float64):
+        raise TypeError(f"dtype: expected float32 or float64, got {d}")
+    return d
+
+
+def _size(name, n):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{name}: expected an int >= 1, got {n!r}")
+    return int(n)
+
+
+def _features(x, dtype, size, what):
+    """x as a C-contiguous (T, B, size) array of dtype, or a ValueError."""
+    x = np.asarray(x)
+    if x.ndim != 3 or x.shape[2] != size:
+        raise ValueError(f"{what}: expected shape (T, B, {size}), got {x.shape}")
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+class Layer:
+    """What every layer shares: parameters, their gradients, and its config."""
+
+    def __init__(self, dtype):
+        self.dtype = _dtype(dtype)
+        self.params = {}
+        self.grads = {}
+
+    def _add(self, name, value):
+        self.params[name] = np.ascontiguousarray(value, dtype=self.dtype)
+        self.grads[name] = np.zeros_like(self.params[name])
+
+    def config(self):
+        raise NotImplementedError
+
+
+class Embedding(Layer):
+    """Integer tokens (T, B) in [0, vocab_size) -> vectors (T, B, embed_size).
+
+    W ~ N(0, 1), as torch.nn.Embedding.
+    """
+
+    def __init__(self, vocab_size, embed_size, *, seed=0, dtype=np.float32):
+        super().__init__(dtype)
+        self.vocab_size = _size("vocab_size", vocab_size)
+        self.embed_size = _size("embed_size", embed_size)
+        rng = np.random.default_rng(seed)
+        self._add("W", rng.standard_normal((self.vocab_size, self.embed_size)))
+
+    def config(self):
+        return dict(vocab_size=self.vocab_size, embed_size=self.embed_size)
+
+    def forward(self, tokens):
+        tokens = np.asarray(tokens)
+        if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
+            raise TypeError(f"tokens: expected an int array of shape (T, B), got "
+                            f"{tokens.dtype} {tokens.shape}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise ValueError(f"tokens: expected ids in [0, {self.vocab_size}), got "
+                             f"[{tokens.min()}, {tokens.max()}]")
+        W = self.params["W"]
+
+        def backprop(dy):
+            dW = self.grads["W"]
+            dW[...] = 0
+            np.add.at(dW, tokens.ravel(), dy.reshape(-1, self.embed_size))
+            return None
+
+        return W[tokens], backprop
+
+
+class Dense(Layer):
+    """y_t = x_t W + b at every step: (T, B, in_size) -> (T, B, out_size).
+
+    As the first layer it is the dense input of a real-valued series; on top of a
+    recurrent stack it is the per-step head. W, b ~ U(-1/sqrt(in), 1/sqrt(in)),
+    as torch.nn.Linear.
+    """
+
+    def __init__(self, in_size, out_size, *, seed=0, dtype=np.float32):
+        super().__init__(dtype)
+        self.in_size = _size("in_size", in_size)
+        self.out_size = _size("out_size", out_size)
+        rng = np.random.default_rng(seed)
+        k = 1.0 / np.sqrt(self.in_size)
+        self._add("W", rng.uniform(-k, k, (self.in_size, self.out_size)))
+        self._add("b", rng.uniform(-k, k, self.out_size))
+
+    def config(self):
+        return dict(in_size=self.in_size, out_size=self.out_size)
+
+    def forward(self, x):
+        x = _features(x, self.dtype, self.in_size, "Dense input")
+        T, B, _ = x.shape
+        W, b = self.params["W"], self.params["b"]
+        x2 = x.reshape(T * B, self.in_size)
+        y = (x2 @ W + b).reshape(T, B, self.out_size)
+
+        def backprop(dy):
+            dy2 = dy.reshape(T * B, self.out_size)
+            np.matmul(x2.T, dy2, out=self.grads["W"])
+            np.sum(dy2, axis=0, out=self.grads["b"])
+            return (dy2 @ W.T).reshape(T, B, self.in_size)
+
+        return y, backprop
+
+
+class Recurrent(Layer):
+    """num_layers stacked cells of one kind; layer k feeds its outputs to layer k+1.
+
+    Parameters of layer k are named "{k}.Wx", "{k}.Wh", "{k}.b" (RNN, LSTM) or
+    "{k}.bx", "{k}.bh" (GRU), shapes as in DESIGN.md. The state is a tuple of
+    (num_layers, B, H) arrays: (h,) for the RNN and GRU, (h, c) for the LSTM; None
+    means zeros. Initialised as torch.nn.RNN/LSTM/GRU: U(-1/sqrt(H), 1/sqrt(H)),
+    except the LSTM's forget-gate bias, which starts at 1 so that the cell keeps
+    its memory early in training (Jozefowicz et al., 2015).
+    """
+
+    cell = None
+    G = None
+    biases = ("b",)
+    state_names = ("h",)
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, seed=0,
+                 dtype=np.float32, backend="auto"):
+        super().__init__(dtype)
+        self.input_size = _size("input_size", input_size)
+        self.hidden_size = H = _size("hidden_size", hidden_size)
+        self.num_layers = _size("num_layers", num_layers)
+        self.backend = backend
+        rng = np.random.default_rng(seed)
+        k = 1.0 / np.sqrt(H)
+        for layer in range(self.num_layers):
+            I = self.input_size if layer == 0 else H
+            self._add(f"{layer}.Wx", rng.uniform(-k, k, (I, self.G * H)))
+            self._add(f"{layer}.Wh", rng.uniform(-k, k, (H, self.G * H)))
+            for name in self.biases:
+                self._add(f"{layer}.{name}", self._bias(rng.uniform(-k, k, self.G * H)))
+        self._forward = getattr(ops, f"{self.cell}_forward")
+        self._backward = getattr(ops, f"{self.cell}_backward")
+
+    def _bias(self, b):
+        return b
+
+    def config(self):
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                    num_layers=self.num_layers)
+
+    def zero_state(self, batch_size):
+        """The all-zero state for batch_size rows."""
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        return tuple(np.zeros(shape, self.dtype) for _ in self.state_names)
+
+    def _check_state(self, state, B):
+        if state is None:
+            return self.zero_state(B)
+        want = (self.num_layers, B, self.hidden_size)
+        if not isinstance(state, (tuple, list)) or len(state) != len(self.state_names):
+            raise TypeError(f"state: expected a tuple ({', '.join(self.state_names)}) of "
+                            f"arrays of shape {want}")
+        out = []
+        for name, s in zip(self.state_names, state):
+            s = np.asarray(s)
+            if s.shape != want:
+                raise ValueError(f"state {name}: expected shape (num_layers, B, H) = "
+                                 f"{want}, got {s.shape}")
+            out.append(np.ascontiguousarray(s, dtype=self.dtype))
+        return tuple(out)
+
+    def _layer_params(self, layer):
+        names = ("Wx", "Wh") + self.biases
+        return [self.params[f"{layer}.{n}"] for n in names], names
+
+    def forward(self, x, state=None):
+        """x (T, B, input_size) -> y (T, B, H), the final state, backprop.
+
+        backprop(dy, dstate=None) takes dL/dy (T, B, H) and optionally dL/d(final
+        state); it returns dL/dx and dL/d(initial state).
+        """
+        x = _features(x, self.dtype, self.input_size, f"{type(self).__name__} input")
+        B = x.shape[1]
+        state = self._check_state(state, B)
+        caches, finals = [], []
+        y = x
+        for layer in range(self.num_layers):
+            params, _ = self._layer_params(layer)
+            initial = [s[layer] for s in state]
+            out = self._forward(y, *params, *initial, backend=self.backend)
+            y, final, cache = out[0], out[1:-1], out[-1]
+            caches.append(cache)
+            finals.append(final)
+        final_state = tuple(np.stack([f[k] for f in finals])
+                            for k in range(len(self.state_names)))
+
+        def backprop(dy, dstate=None):
+            dstate = (None,) * len(self.state_names) if dstate is None else dstate
+            dinitial = [np.empty_like(s) for s in state]
+            for layer in reversed(range(self.num_layers)):
+                dfinal = [None if d is None else d[layer] for d in dstate]
+                out = self._backward(caches[layer], dy, *dfinal, backend=self.backend)
+                _, names = self._layer_params(layer)
+                for name, g in zip(names, out[1:1 + len(names)]):
+                    self.grads[f"{layer}.{name}"][...] = g
+                for k, d0 in enumerate(out[1 + len(names):]):
+                    dinitial[k][layer] = d0
+                dy = out[0]
+            return dy, tuple(dinitial)
+
+        return y, final_state, backprop
+
+
+class RNN(Recurrent):
+    __doc__ = "tanh RNN stack: h_t = tanh(x_t Wx + h_{t-1} Wh + b).\n\n" + Recurrent.__doc__
+    cell, G = "rnn", 1
+
+
+class LSTM(Recurrent):
+    __doc__ = "LSTM stack, gates i, f, g, o.\n\n" + Recurrent.__doc__
+    cell, G = "lstm", 4
+    state_names = ("h", "c")
+
+    def _bias(self, b):
+        H = self.hidden_size
+        b[H:2 * H] = 1.0
+        return b
+
+
+class GRU(Recurrent):
+    __doc__ = "GRU stack, PyTorch semantics (gates r, z, n; biases bx, bh).\n\n" \
+        + Recurrent.__doc__
+    cell, G = "gru", 3
+    biases = ("bx", "bh")
+
+
+LAYERS = {cls.__name__: cls for cls in (Embedding, Dense, RNN, LSTM, GRU)}

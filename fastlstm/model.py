@@ -1,0 +1,167 @@
+"""Model: a sequence of layers with a loss, e.g. Embedding -> LSTM -> Dense.
+
+The public methods take batch-first arrays, as data sets come: tokens (N, T) int
+or features (N, T, F). Inside, arrays are time-major (T, N, ...), as the layers and
+kernels want; `forward` and `loss_and_grads` work on time-major arrays for
+fastlstm.train, which cuts the windows itself.
+
+The state of a model is a tuple with one entry per recurrent layer, each that
+layer's state ((h,) or (h, c), arrays of shape (num_layers, N, H)).
+"""
+import numpy as np
+
+from .layers import GRU, LSTM, RNN, Dense, Embedding, Recurrent
+from .losses import LOSSES
+
+__all__ = ["Model", "CELLS"]
+
+CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+
+
+class Model:
+    """Layers applied in order, and the loss ("xent" on int targets, or "mse")."""
+
+    def __init__(self, layers, loss="xent"):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers: expected at least one layer")
+        if loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {sorted(LOSSES)}, got {loss!r}")
+        dtypes = {layer.dtype for layer in layers}
+        if len(dtypes) != 1:
+            raise TypeError(f"layers: expected one dtype, got {sorted(map(str, dtypes))}")
+        for layer in layers[1:]:
+            if isinstance(layer, Embedding):
+                raise ValueError("layers: an Embedding can only be the first layer")
+        self.layers = layers
+        self.loss_name = loss
+        self.dtype = layers[0].dtype
+
+    @classmethod
+    def for_tokens(cls, vocab_size, *, cell="lstm", hidden_size=128, num_layers=1,
+                   embed_size=32, seed=0, dtype=np.float32, backend="auto"):
+        """Embedding -> recurrent stack -> Dense to vocab_size logits; cross-entropy."""
+        seeds = np.random.SeedSequence(seed).spawn(3)
+        return cls([Embedding(vocab_size, embed_size, seed=seeds[0], dtype=dtype),
+                    _cell(cell)(embed_size, hidden_size, num_layers, seed=seeds[1],
+                                dtype=dtype, backend=backend),
+                    Dense(hidden_size, vocab_size, seed=seeds[2], dtype=dtype)],
+                   loss="xent")
+
+    @classmethod
+    def for_series(cls, n_features, *, n_outputs=None, cell="lstm", hidden_size=32,
+                   num_layers=1, seed=0, dtype=np.float32, backend="auto"):
+        """Recurrent stack on n_features inputs -> Dense to n_outputs; MSE."""
+        seeds = np.random.SeedSequence(seed).spawn(2)
+        return cls([_cell(cell)(n_features, hidden_size, num_layers, seed=seeds[0],
+                                dtype=dtype, backend=backend),
+                    Dense(hidden_size, n_outputs or n_features, seed=seeds[1],
+                          dtype=dtype)],
+                   loss="mse")
+
+    # -- parameters -----------------------------------------------------------
+
+    @property
+    def params(self):
+        """{"<layer index>.<name>": array}: the arrays themselves, updated in place."""
+        return {f"{k}.{n}": a for k, layer in enumerate(self.layers)
+                for n, a in layer.params.items()}
+
+    @property
+    def grads(self):
+        """The gradients of the last loss_and_grads, keyed as params."""
+        return {f"{k}.{n}": a for k, layer in enumerate(self.layers)
+                for n, a in layer.grads.items()}
+
+    @property
+    def recurrent(self):
+        return [layer for layer in self.layers if isinstance(layer, Recurrent)]
+
+    @property
+    def backend(self):
+        return self.recurrent[0].backend if self.recurrent else "auto"
+
+    @backend.setter
+    def backend(self, name):
+        for layer in self.recurrent:
+            layer.backend = name
+
+    @property
+    def takes_tokens(self):
+        return isinstance(self.layers[0], Embedding)
+
+    def zero_state(self, batch_size):
+        return tuple(layer.zero_state(batch_size) for layer in self.recurrent)
+
+    # -- time-major passes ------------------------------------------------------
+
+    def forward(self, X, state=None):
+        """X (T, B) tokens or (T, B, F) features -> outputs (T, B, O), final state,
+        backprop(dout) (which fills the layers' grads)."""
+        if state is not None and len(state) != len(self.recurrent):
+            raise ValueError(f"state: expected {len(self.recurrent)} entries (one per "
+                             f"recurrent layer), got {len(state)}")
+        states = iter(state) if state is not None else None
+        finals, backprops = [], []
+        out = X
+        for layer in self.layers:
+            if isinstance(layer, Recurrent):
+                out, final, bp = layer.forward(out, None if states is None else next(states))
+                finals.append(final)
+            else:
+                out, bp = layer.forward(out)
+            backprops.append(bp)
+
+        def backprop(dout):
+            for bp in reversed(backprops):
+                dout = bp(dout)
+                if isinstance(dout, tuple):
+                    dout = dout[0]
+
+        return out, tuple(finals), backprop
+
+    def loss_and_grads(self, X, Y, mask=None, state=None):
+        """Mean loss over a time-major batch; fills self.grads. Returns (loss, final
+        state). The gradient stops at the initial and final states (truncated BPTT)."""
+        out, final, backprop = self.forward(X, state)
+        loss, dout = LOSSES[self.loss_name](out, Y, mask)
+        backprop(dout)
+        return loss, final
+
+    def evaluate(self, X, Y, mask=None, state=None):
+        """Mean loss over a time-major batch, without gradients. Returns (loss, state)."""
+        out, final, _ = self.forward(X, state)
+        return LOSSES[self.loss_name](out, Y, mask)[0], final
+
+    # -- batch-first use --------------------------------------------------------
+
+    def predict(self, X, state=None, return_state=False):
+        """Outputs (N, T, O) for X (N, T) tokens or (N, T, F) features: logits for a
+        token model, values for a series model. With return_state, also the final
+        state, to continue from."""
+        out, final, _ = self.forward(to_time_major(X), state)
+        out = np.ascontiguousarray(out.swapaxes(0, 1))
+        return (out, final) if return_state else out
+
+    def __repr__(self):
+        parts = ", ".join(f"{type(layer).__name__}({_args(layer.config())})"
+                          for layer in self.layers)
+        return f"Model([{parts}], loss={self.loss_name!r})"
+
+
+def to_time_major(X):
+    """(N, T, ...) -> a contiguous (T, N, ...) copy."""
+    X = np.asarray(X)
+    if X.ndim < 2:
+        raise ValueError(f"X: expected shape (N, T) or (N, T, F), got {X.shape}")
+    return np.ascontiguousarray(X.swapaxes(0, 1))
+
+
+def _cell(name):
+    if name not in CELLS:
+        raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {name!r}")
+    return CELLS[name]
+
+
+def _args(config):
+    return ", ".join(f"{k}={v}" for k, v in config.items())

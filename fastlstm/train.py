@@ -1,0 +1,283 @@
+"""fastlstm.train: minibatch training with truncated BPTT, clipping, validation,
+a progress bar, checkpoints and resuming."""
+import dataclasses
+import math
+import os
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .io import load_checkpoint, save
+from .model import Model, to_time_major
+from .optim import OPTIMIZERS, clip_grads, make_optimizer
+
+__all__ = ["train", "History", "StepInfo", "TrainingDiverged"]
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or the gradient became NaN or inf."""
+
+
+@dataclasses.dataclass
+class StepInfo:
+    """What a callback's on_step sees after each update (or skipped update)."""
+    epoch: int
+    step: int          # counted from 0 over the whole training
+    loss: float
+    grad_norm: float   # global L2 norm before clipping
+    tokens: int        # steps of the batch the loss counted
+
+
+@dataclasses.dataclass
+class History:
+    """Per-epoch figures: mean training loss (over the tokens of the epoch, taken
+    as training went), validation loss, perplexities (token models), wall time (s)
+    and training speed (tokens/s, a token being one time step of one row)."""
+    epoch: list = dataclasses.field(default_factory=list)
+    loss: list = dataclasses.field(default_factory=list)
+    val_loss: list = dataclasses.field(default_factory=list)
+    perplexity: list = dataclasses.field(default_factory=list)
+    val_perplexity: list = dataclasses.field(default_factory=list)
+    wall_time: list = dataclasses.field(default_factory=list)
+    tokens_per_s: list = dataclasses.field(default_factory=list)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{f.name: list(d.get(f.name, [])) for f in dataclasses.fields(cls)})
+
+    def summary(self, rows=6):
+        """A few lines of the loss curve: first, last and evenly spaced epochs."""
+        n = len(self.epoch)
+        if n == 0:
+            return "no epochs"
+        picks = sorted({round(k * (n - 1) / max(rows - 1, 1)) for k in range(rows)})
+        lines = []
+        for k in picks:
+            line = f"epoch {self.epoch[k]:4d}  loss {self.loss[k]:.4f}"
+            if self.val_loss and self.val_loss[k] is not None:
+                line += f"  val {self.val_loss[k]:.4f}"
+            if self.perplexity and self.perplexity[k] is not None:
+                line += f"  ppl {self.perplexity[k]:.2f}"
+            line += f"  {self.tokens_per_s[k]:,.0f} tok/s"
+            lines.append(line)
+        return "\n".join(lines)
+
+
+def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="adam",
+          lr=None, clip_norm=5.0, seed=0, validation=None, progress=True, callbacks=None,
+          checkpoint=None, resume=False, mask=None, on_nan="raise"):
+    """Train model on X -> Y and return its History.
+
+    X: tokens (N, T) int for a token model, else features (N, T, F); Y: targets
+    (N, T) int for cross-entropy, (N, T, O) for MSE; mask: (N, T) bool, steps the
+    loss counts (default all). Each epoch shuffles the rows (by seed and epoch) into
+    batches of batch_size. seq_len cuts each batch into windows of seq_len steps,
+    trained one after another with the hidden state carried from one window to the
+    next and the gradient stopped between them (truncated BPTT); None trains each
+    batch whole.
+
+    optimizer: "adam" (lr 1e-3), "sgd" (lr 0.1, momentum 0.9) or an Optimizer.
+    clip_norm: clip the gradients to this global L2 norm (None: never).
+    validation: (X, Y) or (X, Y, mask), evaluated after each epoch.
+    callbacks: objects with on_step(StepInfo) and/or on_epoch_end(epoch, history)
+    methods; on_epoch_end returning True stops training.
+    checkpoint: a path saved (atomically) after every epoch, with the optimizer
+    state; resume=True continues from it when it exists, to `epochs` in total.
+    on_nan: "raise" stops with TrainingDiverged at a NaN/inf loss or gradient,
+    "skip" leaves that update out and goes on.
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"model: expected a fastlstm Model, got {type(model).__name__}")
+    _positive("epochs", epochs)
+    _positive("batch_size", batch_size)
+    if seq_len is not None:
+        _positive("seq_len", seq_len)
+    if on_nan not in ("raise", "skip"):
+        raise ValueError(f"on_nan: expected 'raise' or 'skip', got {on_nan!r}")
+    data = _prepare(model, X, Y, mask, "X")
+    val = None
+    if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
+            raise TypeError("validation: expected (X, Y) or (X, Y, mask)")
+        vx, vy, *vmask = validation
+        val = _prepare(model, vx, vy, vmask[0] if vmask else None, "validation X")
+    opt = make_optimizer(optimizer, lr)
+    callbacks = list(callbacks or [])
+    history, start = History(), 0
+    if resume and checkpoint is not None and os.path.exists(checkpoint):
+        history, start = _resume(model, opt, checkpoint)
+
+    N, T = data[0].shape[1], data[0].shape[0]
+    S = T if seq_len is None else min(seq_len, T)
+    steps_per_epoch = math.ceil(N / batch_size) * math.ceil(T / S)
+    bar = tqdm(total=epochs * steps_per_epoch, initial=start * steps_per_epoch,
+               disable=not progress, unit="step", dynamic_ncols=True)
+    run = _Run(model, opt, clip_norm, on_nan, callbacks, bar, checkpoint,
+               step=start * steps_per_epoch)
+    # Overflow shows as a NaN/inf loss or gradient norm, which the guard reports.
+    with bar, np.errstate(over="ignore", invalid="ignore"):
+        for epoch in range(start + 1, epochs + 1):
+            order = np.random.default_rng([seed, epoch - 1]).permutation(N)
+            t_start = time.perf_counter()
+            loss, tokens = run.epoch(epoch, epochs, _windows(data, order, batch_size, S,
+                                                             model, train=True))
+            wall = time.perf_counter() - t_start
+            _record(history, model, epoch, loss, tokens, wall, val, batch_size, S)
+            if checkpoint is not None:
+                save(model, checkpoint, _train_state(opt, history, epoch, seed))
+            if any(cb.on_epoch_end(epoch, history) for cb in callbacks
+                   if hasattr(cb, "on_epoch_end")):
+                break
+    return history
+
+
+@dataclasses.dataclass
+class _Run:
+    """One training run's moving parts; epoch() does the updates of one epoch."""
+    model: Model
+    opt: object
+    clip_norm: object
+    on_nan: str
+    callbacks: list
+    bar: object
+    checkpoint: object
+    step: int
+
+    def epoch(self, epoch, epochs, windows):
+        """Update on each (loss, kept steps) of windows; returns the epoch's mean loss
+        (NaN if every step was skipped) and the steps counted."""
+        total, count = 0.0, 0
+        t_start = time.perf_counter()
+        for loss, n_kept in windows:
+            grad_norm = clip_grads(self.model.grads, self.clip_norm)
+            if math.isfinite(loss) and math.isfinite(grad_norm):
+                self.opt.step(self.model.params, self.model.grads)
+                total += loss * n_kept
+                count += n_kept
+            elif self.on_nan == "raise":
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch}, step {self.step + 1}: loss {loss}, "
+                    f"gradient norm {grad_norm}. Try clip_norm (e.g. 1.0) or a lower lr; "
+                    "the weights are those before this step"
+                    + (f", and {self.checkpoint} holds the last finished epoch"
+                       if self.checkpoint is not None else ""))
+            for cb in self.callbacks:
+                if hasattr(cb, "on_step"):
+                    cb.on_step(StepInfo(epoch, self.step, loss, grad_norm, n_kept))
+            self.step += 1
+            self.bar.update(1)
+            speed = count / max(time.perf_counter() - t_start, 1e-9)
+            self.bar.set_postfix_str(f"epoch {epoch}/{epochs} loss "
+                                     f"{total / max(count, 1):.4f} {speed:,.0f} tok/s",
+                                     refresh=False)
+        return (total / count if count else math.nan), count
+
+
+def _positive(name, n):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{name}: expected an int >= 1, got {n!r}")
+
+
+def _prepare(model, X, Y, mask, what):
+    """Time-major copies of X, Y (and mask) in the dtypes the model wants."""
+    X, Y = np.asarray(X), np.asarray(Y)
+    if model.takes_tokens:
+        if X.ndim != 2 or not np.issubdtype(X.dtype, np.integer):
+            raise TypeError(f"{what}: expected int tokens of shape (N, T), got "
+                            f"{X.dtype} {X.shape}")
+    elif X.ndim != 3:
+        raise ValueError(f"{what}: expected features of shape (N, T, F), got {X.shape}")
+    else:
+        X = X.astype(model.dtype, copy=False)
+    if Y.shape[:2] != X.shape[:2]:
+        raise ValueError(f"Y: expected (N, T) = {X.shape[:2]} leading like X, got {Y.shape}")
+    if model.loss_name == "xent":
+        if Y.ndim != 2 or not np.issubdtype(Y.dtype, np.integer):
+            raise TypeError(f"Y: expected int targets of shape (N, T), got {Y.dtype} {Y.shape}")
+    else:
+        if Y.ndim != 3:
+            raise ValueError(f"Y: expected targets of shape (N, T, O), got {Y.shape}")
+        Y = Y.astype(model.dtype, copy=False)
+    for name, a in ((what, X), ("Y", Y)):
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise ValueError(f"{name}: contains NaN or inf")
+    if min(X.shape[:2]) < 1:
+        raise ValueError(f"{what}: expected N >= 1 rows of T >= 1 steps, got {X.shape}")
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != X.shape[:2]:
+            raise ValueError(f"mask: expected shape (N, T) = {X.shape[:2]}, got {mask.shape}")
+        mask = to_time_major(mask.astype(bool))
+    return to_time_major(X), to_time_major(Y), mask
+
+
+def _windows(data, order, batch_size, S, model, train):
+    """For each batch of rows, each window of S steps in order, with the state
+    carried: yields (loss, kept steps) after loss_and_grads (train) or evaluate."""
+    X, Y, mask = data
+    T = X.shape[0]
+    run = model.loss_and_grads if train else model.evaluate
+    for b0 in range(0, len(order), batch_size):
+        rows = order[b0:b0 + batch_size]
+        xb, yb = X[:, rows], Y[:, rows]
+        mb = None if mask is None else mask[:, rows]
+        state = None
+        for t0 in range(0, T, S):
+            m = None if mb is None else mb[t0:t0 + S]
+            yw = yb[t0:t0 + S]
+            loss, state = run(xb[t0:t0 + S], yw, m, state)
+            yield loss, yw.shape[0] * yw.shape[1] if m is None else int(np.count_nonzero(m))
+
+
+def evaluate(model, data, batch_size, S):
+    """Mean loss over every kept step of data (time-major, as _prepare gives)."""
+    total, count = 0.0, 0
+    for loss, n in _windows(data, np.arange(data[0].shape[1]), batch_size, S, model,
+                            train=False):
+        total += loss * n
+        count += n
+    return total / max(count, 1)
+
+
+def _record(history, model, epoch, loss, tokens, wall, val, batch_size, S):
+    tokens_model = model.loss_name == "xent"
+    history.epoch.append(epoch)
+    history.loss.append(loss)
+    history.perplexity.append(math.exp(min(loss, 700)) if tokens_model else None)
+    v = None if val is None else evaluate(model, val, batch_size, S)
+    history.val_loss.append(v)
+    history.val_perplexity.append(math.exp(min(v, 700)) if tokens_model and v is not None
+                                  else None)
+    history.wall_time.append(wall)
+    history.tokens_per_s.append(tokens / max(wall, 1e-9))
+
+
+def _train_state(opt, history, epoch, seed):
+    hyper = {k: v for k, v in vars(opt).items() if k != "state"}
+    name = next(n for n, cls in OPTIMIZERS.items() if type(opt) is cls)
+    return dict(meta=dict(epoch=epoch, seed=seed, optimizer=dict(name=name, **hyper),
+                          history=history.to_dict()),
+                optim=opt.state)
+
+
+def _resume(model, opt, path):
+    saved, state = load_checkpoint(path, backend=model.backend)
+    saved = getattr(saved, "model", saved)
+    if state is None:
+        raise ValueError(f"{path}: holds no training state to resume from")
+    params, saved_params = model.params, saved.params
+    if params.keys() != saved_params.keys() or any(
+            params[k].shape != saved_params[k].shape for k in params):
+        raise ValueError(f"{path}: its model is not this model ({saved!r})")
+    name = state["meta"]["optimizer"]["name"]
+    if not isinstance(opt, OPTIMIZERS[name]):
+        raise ValueError(f"{path}: was trained with {name!r}, not {type(opt).__name__}")
+    for k in params:
+        params[k][...] = saved_params[k]
+    opt.state = dict(state["optim"])
+    return History.from_dict(state["meta"]["history"]), int(state["meta"]["epoch"])
+

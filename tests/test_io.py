@@ -1,0 +1,112 @@
+"""Checkpoints: round trips, atomic writes, and clear errors on bad files."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastlstm
+from fastlstm.model import Model
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_save_then_load_predicts_the_same(tmp_path, cell, dtype):
+    model = Model.for_tokens(7, cell=cell, hidden_size=5, num_layers=2, embed_size=3,
+                             seed=1, dtype=dtype)
+    X = np.random.default_rng(0).integers(0, 7, (3, 6))
+    path = tmp_path / "m.npz"
+    fastlstm.save(model, path)
+    loaded = fastlstm.load(path)
+    assert repr(loaded) == repr(model) and loaded.dtype == dtype
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_series_model_round_trip(tmp_path):
+    model = Model.for_series(2, n_outputs=1, hidden_size=4, seed=2)
+    X = np.random.default_rng(0).standard_normal((2, 5, 2))
+    fastlstm.save(model, tmp_path / "s.npz")
+    np.testing.assert_array_equal(fastlstm.load(tmp_path / "s.npz").predict(X),
+                                  model.predict(X))
+
+
+def test_char_model_round_trip(tmp_path):
+    lm = fastlstm.CharLM.create("abc cab\n", hidden_size=6, seed=3)
+    fastlstm.save(lm, tmp_path / "c.npz")
+    loaded = fastlstm.load(tmp_path / "c.npz")
+    assert isinstance(loaded, fastlstm.CharLM) and loaded.vocab.chars == lm.vocab.chars
+    assert loaded.generate("ab", 20, seed=1) == lm.generate("ab", 20, seed=1)
+
+
+def test_the_format_is_as_documented(tmp_path):
+    model = Model.for_series(1, hidden_size=2)
+    fastlstm.save(model, tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as f:
+        meta = json.loads(str(f["meta"]))
+        assert meta["format"] == "fastlstm" and meta["version"] == 1
+        assert [l["type"] for l in meta["model"]["layers"]] == ["LSTM", "Dense"]
+        assert sorted(f.files) == sorted(["meta"] + [f"param/{k}" for k in model.params])
+
+
+def test_a_killed_save_leaves_the_old_checkpoint_intact(tmp_path):
+    """The process dies (os._exit, no cleanup) halfway through writing."""
+    path = tmp_path / "m.npz"
+    fastlstm.save(Model.for_series(1, hidden_size=2), path)
+    before = path.read_bytes()
+    script = textwrap.dedent(f"""
+        import os, numpy as np, fastlstm
+        from fastlstm.model import Model
+        real = np.lib.format.write_array
+        calls = []
+        def dying(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                os._exit(9)
+            return real(*args, **kwargs)
+        np.lib.format.write_array = dying
+        fastlstm.save(Model.for_series(1, hidden_size=50, seed=5), {str(path)!r})
+    """)
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 9
+    assert path.read_bytes() == before
+    fastlstm.load(path)
+
+
+def test_a_failed_save_removes_its_temporary_file(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(np, "savez", fail)
+    with pytest.raises(OSError, match="disk full"):
+        fastlstm.save(Model.for_series(1, hidden_size=2), path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_foreign_and_future_files_give_clear_errors(tmp_path):
+    good = tmp_path / "good.npz"
+    fastlstm.save(Model.for_series(1, hidden_size=2), good)
+    data = good.read_bytes()
+
+    (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])
+    (tmp_path / "text.npz").write_text("hello")
+    np.savez(tmp_path / "foreign.npz", a=np.zeros(3))
+    with np.load(good) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    arrays["meta"] = np.array(json.dumps(dict(meta, version=99)))
+    np.savez(tmp_path / "future.npz", **arrays)
+    arrays["meta"] = np.array(json.dumps(meta))
+    arrays["param/0.0.Wx"] = np.zeros((3, 3), np.float32)
+    np.savez(tmp_path / "shape.npz", **arrays)
+
+    for name, match in [("cut", "not a readable fastlstm checkpoint"),
+                        ("text", "not a readable fastlstm checkpoint"),
+                        ("foreign", "not a fastlstm checkpoint"),
+                        ("future", "format 99"),
+                        ("shape", "0.0.Wx has shape")]:
+        with pytest.raises(ValueError, match=match):
+            fastlstm.load(tmp_path / f"{name}.npz")
+    with pytest.raises(FileNotFoundError):
+        fastlstm.load(tmp_path / "missing.npz")

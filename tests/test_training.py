@@ -1,0 +1,189 @@
+"""Optimizers and clipping against closed forms; fastlstm.train's guarantees:
+reproducible, resumable, learns, stops on NaN."""
+import numpy as np
+import pytest
+
+import fastlstm
+from fastlstm import Adam, SGD, clip_grads
+from fastlstm.model import Model
+
+
+def test_clip_grads_closed_form():
+    g = {"a": np.array([3.0, 0.0]), "b": np.array([[4.0]])}
+    assert clip_grads(g, 1.0) == pytest.approx(5.0)
+    np.testing.assert_allclose(g["a"], [0.6, 0.0])
+    np.testing.assert_allclose(g["b"], [[0.8]])
+    assert clip_grads(g, None) == pytest.approx(1.0)
+
+
+def test_clip_grads_leaves_small_gradients_alone():
+    rng = np.random.default_rng(0)
+    g = [rng.standard_normal(7).astype(np.float32), rng.standard_normal((2, 3))]
+    before = [a.copy() for a in g]
+    norm = clip_grads(g, 100.0)
+    assert norm == pytest.approx(np.sqrt(sum(np.sum(a.astype(float) ** 2) for a in before)))
+    for a, b in zip(g, before):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="max_norm"):
+        clip_grads(g, 0.0)
+
+
+def test_sgd_momentum_closed_form():
+    p = {"w": np.array([1.0])}
+    opt = SGD(lr=0.1, momentum=0.5)
+    for _ in range(3):
+        opt.step(p, {"w": np.array([2.0])})
+    # v = 2, 3, 3.5: w = 1 - 0.1 * (2 + 3 + 3.5)
+    assert p["w"][0] == pytest.approx(1 - 0.85)
+
+
+def test_adam_closed_form():
+    """With a constant gradient the bias-corrected step is lr * g/|g| every time."""
+    p = {"w": np.array([1.0, -2.0])}
+    opt = Adam(lr=0.01, eps=0.0)
+    for _ in range(4):
+        opt.step(p, {"w": np.array([0.3, -5.0])})
+    np.testing.assert_allclose(p["w"], [1.0 - 0.04, -2.0 + 0.04], rtol=1e-12)
+
+
+def toy_tokens(n=16, T=20, V=5, seed=0):
+    """Targets are the input shifted back by two steps: learnable only with memory."""
+    X = np.random.default_rng(seed).integers(0, V, (n, T))
+    Y = np.roll(X, 2, axis=1)
+    mask = np.ones((n, T), bool)
+    mask[:, :2] = False
+    return X, Y, mask
+
+
+def small_model(cell="lstm", seed=0):
+    return Model.for_tokens(5, cell=cell, hidden_size=16, embed_size=8, seed=seed)
+
+
+def test_same_seed_same_data_same_weights():
+    X, Y, mask = toy_tokens()
+    runs = []
+    for _ in range(2):
+        model = small_model()
+        fastlstm.train(model, X, Y, mask=mask, epochs=2, batch_size=4, seq_len=7,
+                       progress=False)
+        runs.append(model.params)
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_training_learns_a_two_step_memory(cell):
+    """Loss well below chance (log 5 = 1.61) on held-out rows, from state carried
+    through truncated windows."""
+    X, Y, mask = toy_tokens(n=64)
+    Xv, Yv, mv = toy_tokens(n=16, seed=1)
+    model = small_model(cell)
+    h = fastlstm.train(model, X, Y, mask=mask, epochs=25, batch_size=16, seq_len=5,
+                       lr=0.02, validation=(Xv, Yv, mv), progress=False)
+    assert len(h.loss) == len(h.val_loss) == 25
+    assert h.val_loss[-1] < min(0.3, h.val_loss[0])
+    assert h.perplexity[-1] == pytest.approx(np.exp(h.loss[-1]))
+    assert all(v > 0 for v in h.tokens_per_s)
+
+
+def test_resume_from_a_checkpoint_equals_training_straight_through(tmp_path):
+    X, Y, mask = toy_tokens()
+    straight = small_model()
+    fastlstm.train(straight, X, Y, mask=mask, epochs=4, batch_size=4, seq_len=7,
+                   progress=False)
+    path = tmp_path / "ck.npz"
+    first = small_model()
+    fastlstm.train(first, X, Y, mask=mask, epochs=2, batch_size=4, seq_len=7,
+                   checkpoint=path, progress=False)
+    resumed = small_model(seed=99)  # its own weights are replaced by the checkpoint's
+    h = fastlstm.train(resumed, X, Y, mask=mask, epochs=4, batch_size=4, seq_len=7,
+                       checkpoint=path, resume=True, progress=False)
+    assert h.epoch == [1, 2, 3, 4]
+    for k, w in straight.params.items():
+        np.testing.assert_array_equal(resumed.params[k], w, err_msg=k)
+
+
+class Recorder:
+    def __init__(self, stop_after=None):
+        self.steps, self.epochs, self.stop_after = [], [], stop_after
+
+    def on_step(self, info):
+        self.steps.append(info)
+
+    def on_epoch_end(self, epoch, history):
+        self.epochs.append(epoch)
+        return epoch == self.stop_after
+
+
+def test_callbacks_see_every_step_and_can_stop():
+    X, Y, mask = toy_tokens(n=8, T=20)
+    rec = Recorder(stop_after=2)
+    h = fastlstm.train(small_model(), X, Y, epochs=5, batch_size=4, seq_len=10,
+                       callbacks=[rec], clip_norm=1e-3, progress=False)
+    assert rec.epochs == [1, 2] and h.epoch == [1, 2]
+    assert [s.step for s in rec.steps] == list(range(8))
+    assert all(s.tokens == 40 and s.grad_norm > 1e-3 for s in rec.steps)
+
+
+def overflowing():
+    """A linear model whose gradient overflows float32 on inputs of 1e30."""
+    return Model([fastlstm.Dense(1, 1, seed=0)], loss="mse")
+
+
+def test_nan_loss_stops_training_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
+    X = np.full((4, 30, 1), 1e30, np.float32)
+    Y = np.zeros((4, 30, 1), np.float32)
+    path = tmp_path / "ck.npz"
+    model = overflowing()
+    fastlstm.save(model, path)
+    before = path.read_bytes()
+    weights = {k: p.copy() for k, p in model.params.items()}
+    with pytest.raises(fastlstm.TrainingDiverged, match=r"epoch 1, step 1: .*clip_norm"):
+        fastlstm.train(model, X, Y, epochs=1, batch_size=4, clip_norm=None,
+                       checkpoint=path, progress=False)
+    assert path.read_bytes() == before
+    for k, p in model.params.items():
+        np.testing.assert_array_equal(p, weights[k])
+
+
+def test_on_nan_skip_leaves_the_bad_steps_out():
+    X = np.ones((4, 10, 1), np.float32)
+    X[:, :5] = 1e30
+    Y = np.zeros((4, 10, 1), np.float32)
+    model = overflowing()
+    rec = Recorder()
+    h = fastlstm.train(model, X, Y, epochs=1, batch_size=4, seq_len=5, on_nan="skip",
+                       clip_norm=None, callbacks=[rec], progress=False)
+    assert [np.isfinite(s.grad_norm) for s in rec.steps] == [False, True]
+    assert h.loss[0] == pytest.approx(rec.steps[1].loss)
+    assert all(np.isfinite(p).all() for p in model.params.values())
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(epochs=0), ValueError),
+    (dict(batch_size=-1), ValueError),
+    (dict(seq_len=0), ValueError),
+    (dict(optimizer="rmsprop"), ValueError),
+    (dict(lr=-1.0), ValueError),
+    (dict(on_nan="ignore"), ValueError),
+    (dict(validation=[1]), TypeError),
+    (dict(mask=np.ones((3, 3), bool)), ValueError),
+    (dict(validation=(np.zeros((2, 6), int), np.zeros((2, 5), int))), ValueError),
+])
+def test_bad_training_arguments(kwargs, error):
+    X, Y, _ = toy_tokens(n=4, T=6)
+    with pytest.raises(error):
+        fastlstm.train(small_model(), X, Y, progress=False, **kwargs)
+
+
+def test_bad_training_data():
+    X, Y, _ = toy_tokens(n=4, T=6)
+    with pytest.raises(TypeError, match="X"):
+        fastlstm.train(small_model(), X.astype(float), Y, progress=False)
+    with pytest.raises(ValueError, match="Y"):
+        fastlstm.train(small_model(), X, Y[:, :3], progress=False)
+    with pytest.raises(ValueError, match="tokens"):
+        fastlstm.train(small_model(), X + 10, Y, progress=False)
+    series = Model.for_series(1, hidden_size=2)
+    with pytest.raises(ValueError, match="NaN"):
+        fastlstm.train(series, np.full((2, 3, 1), np.nan), np.zeros((2, 3, 1)), progress=False)
