@@ -113,8 +113,13 @@ class Model:
             backprops.append(bp)
 
         def backprop(dout):
-            for bp in reversed(backprops):
-                dout = bp(dout)
+            for k in reversed(range(len(self.layers))):
+                if not np.isfinite(dout).all():
+                    # The kernels take finite input only; NaN gradients let
+                    # fastlstm.train's guard see the overflow.
+                    _poison(self.layers[:k + 1])
+                    return
+                dout = backprops[k](dout)
                 if isinstance(dout, tuple):
                     dout = dout[0]
 
@@ -122,10 +127,14 @@ class Model:
 
     def loss_and_grads(self, X, Y, mask=None, state=None):
         """Mean loss over a time-major batch; fills self.grads. Returns (loss, final
-        state). The gradient stops at the initial and final states (truncated BPTT)."""
+        state). The gradient stops at the initial and final states (truncated BPTT).
+        Where the loss or a gradient on the way is NaN/inf, the grads are NaN."""
         out, final, backprop = self.forward(X, state)
         loss, dout = LOSSES[self.loss_name](out, Y, mask)
-        backprop(dout)
+        if np.isfinite(loss):
+            backprop(dout)
+        else:
+            _poison(self.layers)
         return loss, final
 
     def evaluate(self, X, Y, mask=None, state=None):
@@ -147,6 +156,13 @@ class Model:
         parts = ", ".join(f"{type(layer).__name__}({_args(layer.config())})"
                           for layer in self.layers)
         return f"Model([{parts}], loss={self.loss_name!r})"
+
+
+def _poison(layers):
+    """Set every gradient of layers to NaN: the gradient of a non-finite value."""
+    for layer in layers:
+        for g in layer.grads.values():
+            g.fill(np.nan)
 
 
 def to_time_major(X):
