@@ -18,7 +18,7 @@ from .model import CELLS, Model
 from .text import CharLM, is_word_char
 from .train import TrainingDiverged, train
 
-BUILT_IN_PREFIXES = ("tri", "na", "sq", "mu", "ri")
+REQUESTED_PREFIXES = ("tri", "na")
 
 
 class UsageError(Exception):
@@ -163,7 +163,11 @@ def cmd_train(args):
     total = sum(history.wall_time)
     print(f"  {total:.1f} s in all, {history.tokens_per_s[-1]:,.0f} characters/s in the "
           "last epoch")
-    prefixes = BUILT_IN_PREFIXES if args.text is None else _common_prefixes(text)
+    # "tri" and "na" for the built-in corpus, then the beginnings of the text's
+    # most frequent words.
+    common = _common_prefixes(text)
+    prefixes = (list(REQUESTED_PREFIXES) if args.text is None else []) + common
+    prefixes = list(dict.fromkeys(prefixes))[:5]
     print("\ncompletions:")
     for prefix in prefixes:
         try:
