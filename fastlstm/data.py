@@ -3,7 +3,7 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["corpus", "next_step_rows", "price_series"]
+__all__ = ["corpus", "next_step_rows", "price_series", "adding_problem"]
 
 
 def corpus():
@@ -39,3 +39,28 @@ def price_series(n=5000, seed=0, period=20, amplitude=2.0, volatility=0.5):
     t = np.arange(n)
     walk = np.cumsum(rng.normal(0.0, volatility, n))
     return 100.0 + walk + amplitude * np.sin(2 * np.pi * t / period)
+
+
+def adding_problem(n, T, seed=0, dtype=np.float32):
+    """The adding problem (Hochreiter & Schmidhuber, 1997), n sequences of T steps.
+
+    Each step is a pair (value ~ U(0, 1), marker); the marker is 1 at one step of
+    the first half and one of the second half, 0 elsewhere. The target is the sum
+    of the two marked values, due on the last step. Returns X (n, T, 2), Y (n, T, 1)
+    (the sum on the last step, 0 before) and mask (n, T) (True on the last step
+    only), ready for fastlstm.train. Always answering 1 scores MSE 1/6 ~ 0.167.
+    """
+    if T < 2:
+        raise ValueError(f"T: expected >= 2, got {T}")
+    rng = np.random.default_rng(seed)
+    X = np.zeros((n, T, 2), dtype)
+    X[:, :, 0] = rng.random((n, T))
+    rows = np.arange(n)
+    half = T // 2
+    X[rows, rng.integers(0, half, n), 1] = 1
+    X[rows, rng.integers(half, T, n), 1] = 1
+    Y = np.zeros((n, T, 1), dtype)
+    Y[:, -1, 0] = np.sum(X[:, :, 0] * X[:, :, 1], axis=1)
+    mask = np.zeros((n, T), bool)
+    mask[:, -1] = True
+    return X, Y, mask
