@@ -2,15 +2,75 @@
 hoisted GEMMs. Same schedule as the Cython kernels (src_cy/_common.pxd): BLAS runs
 single-threaded (the wrappers hold fastlstm._threads.single_threaded_blas) inside
 Numba's own threads, which split hidden units per step and rows around the loop."""
+from fractions import Fraction
+
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 JIT = dict(nogil=True, cache=True)
 
 
-@njit(inline="always", **JIT)
-def sigmoid(a, one):
-    return one / (one + np.exp(-a))
+def lambert_tanh(depth):
+    """(P, Q), ascending coefficients with Q[0] = 1, such that tanh x ~ x P(x^2) /
+    Q(x^2): the depth-th convergent of Lambert's continued fraction
+    tanh x = x / (1 + x^2 / (3 + x^2 / (5 + ...))). All coefficients are positive,
+    so Horner's rule in float32 does not cancel."""
+    num, den = [Fraction(2 * depth + 1)], [Fraction(1)]
+    for k in range(depth - 1, -1, -1):
+        # K_k = (2k + 1) + z / K_{k+1}, with K_{k+1} = num / den
+        new = [Fraction(0)] * max(len(num), len(den) + 1)
+        for i, q in enumerate(num):
+            new[i] += (2 * k + 1) * q
+        for i, q in enumerate(den):
+            new[i + 1] += q
+        num, den = new, num
+    return [float(q / num[0]) for q in den], [float(q / num[0]) for q in num]
+
+
+# Depth 11: |error| < 7e-7 on [-9, 9] in float32 (tests/test_numba_math.py); beyond
+# 9, tanh rounds to +-1 in float32.
+_P, _Q = (tuple(np.float32(q) for q in c) for c in lambert_tanh(11))
+_CLAMP = np.float32(9.0)
+_HALF = np.float32(0.5)
+
+
+@njit(**JIT)
+def _tanh32(a):
+    # Comparisons, not min/max, so that NaN passes through.
+    x = _CLAMP if a > _CLAMP else (-_CLAMP if a < -_CLAMP else a)
+    z = x * x
+    p = ((((_P[5] * z + _P[4]) * z + _P[3]) * z + _P[2]) * z + _P[1]) * z + _P[0]
+    q = (((((_Q[6] * z + _Q[5]) * z + _Q[4]) * z + _Q[3]) * z + _Q[2]) * z
+         + _Q[1]) * z + _Q[0]
+    return x * p / q
+
+
+def tanh(a):
+    """tanh in a's precision. float64 calls libm. float32 uses a rational function
+    (lambert_tanh), plain arithmetic that LLVM vectorises: Numba has no vector
+    tanh or exp, and the scalar libm calls made the gate passes 1.35-2.2x slower
+    than the Cython kernels' (bench/RESULTS.md)."""
+    return np.tanh(a)
+
+
+def sigmoid(a):
+    """1 / (1 + exp(-a)) in a's precision; float32 as 0.5 + 0.5 tanh(a / 2)."""
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+@overload(tanh, inline="always", jit_options=JIT)
+def _tanh_overload(a):
+    if a == types.float32:
+        return lambda a: _tanh32(a)
+    return lambda a: np.tanh(a)
+
+
+@overload(sigmoid, inline="always", jit_options=JIT)
+def _sigmoid_overload(a):
+    if a == types.float32:
+        return lambda a: _HALF + _HALF * _tanh32(_HALF * a)
+    return lambda a: 1.0 / (1.0 + np.exp(-a))
 
 
 @njit(inline="always", **JIT)
@@ -28,7 +88,9 @@ def span_lo(n, parts, p):
 
 @njit(**JIT)
 def step_threads(B, H, n_threads):
-    """Threads for the per-step work: at least 16 units and 2048 of B*H each."""
+    """Threads for the per-step work: at least 16 units and 2048 of B*H each. With
+    one, the kernels run the step outside prange: waking Numba's pool for every
+    step cost more than a batch-1 step itself (bench/RESULTS.md)."""
     return max(1, min(n_threads, H // 16, B * H // 2048))
 
 

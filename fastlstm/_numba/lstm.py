@@ -8,68 +8,85 @@ pass; 3. BPTT per step: fused pass for dA_t, dh_{t-1}[:, j0:j1] = dA_t Wh[j0:j1]
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, dh_units, one_of, recurrent_units, sigmoid, span_lo, \
+from .common import JIT, dh_units, one_of, recurrent_units, sigmoid, span_lo, tanh, \
     start_forward, step_threads
+
+
+@njit(**JIT)
+def forward_units(t, j0, j1, h_prev, c_prev, Whp, S, gates, c, y):
+    """Step t for units [j0, j1): S_p = h_{t-1} Wh_p, then the fused gate pass."""
+    B, H = y.shape[1], y.shape[2]
+    n = j1 - j0
+    # 2. S_p = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
+    Sp = recurrent_units(h_prev, Whp, S, 4, j0, j1)
+    for r in range(B):
+        a, s = gates[t, r], Sp[r]
+        for j in range(n):
+            u = j0 + j
+            i_ = sigmoid(a[u] + s[j])
+            f_ = sigmoid(a[H + u] + s[n + j])
+            g_ = tanh(a[2 * H + u] + s[2 * n + j])
+            o_ = sigmoid(a[3 * H + u] + s[3 * n + j])
+            a[u], a[H + u], a[2 * H + u], a[3 * H + u] = i_, f_, g_, o_
+            c_t = f_ * c_prev[r, u] + i_ * g_
+            c[t, r, u] = c_t
+            y[t, r, u] = o_ * tanh(c_t)
 
 
 @njit(parallel=True, **JIT)
 def forward(x, Wx, Wh, b, h0, c0, y, c, gates, n_threads):
     """Writes y, c (T, B, H) and gates (T, B, 4H) = [i, f, g, o]."""
-    T, B, _ = x.shape
+    T = x.shape[0]
     H = Wh.shape[0]
-    one = one_of(x)
     # 1. A = X Wx + b (into gates); Wh packed into per-thread panels
     P, Whp, S = start_forward(x, Wx, b, Wh, gates, 4, n_threads)
     for t in range(T):
         h_prev = h0 if t == 0 else y[t - 1]
         c_prev = c0 if t == 0 else c[t - 1]
-        for p in prange(P):
-            j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
-            n = j1 - j0
-            # 2. S_p = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
-            Sp = recurrent_units(h_prev, Whp, S, 4, j0, j1)
-            for r in range(B):
-                a, s = gates[t, r], Sp[r]
-                for j in range(n):
-                    u = j0 + j
-                    i_ = sigmoid(a[u] + s[j], one)
-                    f_ = sigmoid(a[H + u] + s[n + j], one)
-                    g_ = np.tanh(a[2 * H + u] + s[2 * n + j])
-                    o_ = sigmoid(a[3 * H + u] + s[3 * n + j], one)
-                    a[u], a[H + u], a[2 * H + u], a[3 * H + u] = i_, f_, g_, o_
-                    c_t = f_ * c_prev[r, u] + i_ * g_
-                    c[t, r, u] = c_t
-                    y[t, r, u] = o_ * np.tanh(c_t)
+        if P == 1:
+            forward_units(t, 0, H, h_prev, c_prev, Whp, S, gates, c, y)
+        else:
+            for p in prange(P):
+                forward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), h_prev, c_prev,
+                              Whp, S, gates, c, y)
+
+
+@njit(**JIT)
+def backward_units(t, j0, j1, Wh, c0, c, gates, dy, dA, dh, dc, D):
+    """Region t for units [j0, j1): dh_{t-1} of step t, then dA_{t-1} of step t-1."""
+    T, B, H = dy.shape
+    one = one_of(dy)
+    if t < T:
+        dh_units(dA[t], Wh, D, dh, j0, j1, False)
+    if t > 0:
+        s = t - 1
+        c_prev = c0 if s == 0 else c[s - 1]
+        for r in range(B):
+            a, da = gates[s, r], dA[s, r]
+            for u in range(j0, j1):
+                i_, f_, g_, o_ = a[u], a[H + u], a[2 * H + u], a[3 * H + u]
+                tanh_c = tanh(c[s, r, u])
+                dh_ = dh[r, u] + dy[s, r, u]
+                dc_ = dc[r, u] + dh_ * o_ * (one - tanh_c * tanh_c)
+                da[u] = dc_ * g_ * i_ * (one - i_)
+                da[H + u] = dc_ * c_prev[r, u] * f_ * (one - f_)
+                da[2 * H + u] = dc_ * i_ * (one - g_ * g_)
+                da[3 * H + u] = dh_ * tanh_c * o_ * (one - o_)
+                dc[r, u] = dc_ * f_
 
 
 @njit(parallel=True, **JIT)
 def backward(Wh, c0, c, gates, dy, dA, dh, dc, n_threads):
     """Writes dA (T, B, 4H); dh, dc (B, H) go from dhT, dcT to dh0, dc0."""
     T, B, H = dy.shape
-    one = one_of(dy)
     P = step_threads(B, H, n_threads)
     D = np.empty(B * H, dtype=dy.dtype)
     # Region t finishes step t (dh_{t-1} for the thread's units) and starts step
     # t-1, which needs only those units: one barrier per step.
     for t in range(T, -1, -1):
-        for p in prange(P):
-            j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
-            n = j1 - j0
-            if t < T:
-                dh_units(dA[t], Wh, D, dh, j0, j1, False)
-            if t > 0:
-                s = t - 1
-                c_prev = c0 if s == 0 else c[s - 1]
-                for r in range(B):
-                    a, da = gates[s, r], dA[s, r]
-                    for j in range(n):
-                        u = j0 + j
-                        i_, f_, g_, o_ = a[u], a[H + u], a[2 * H + u], a[3 * H + u]
-                        tanh_c = np.tanh(c[s, r, u])
-                        dh_ = dh[r, u] + dy[s, r, u]
-                        dc_ = dc[r, u] + dh_ * o_ * (one - tanh_c * tanh_c)
-                        da[u] = dc_ * g_ * i_ * (one - i_)
-                        da[H + u] = dc_ * c_prev[r, u] * f_ * (one - f_)
-                        da[2 * H + u] = dc_ * i_ * (one - g_ * g_)
-                        da[3 * H + u] = dh_ * tanh_c * o_ * (one - o_)
-                        dc[r, u] = dc_ * f_
+        if P == 1:
+            backward_units(t, 0, H, Wh, c0, c, gates, dy, dA, dh, dc, D)
+        else:
+            for p in prange(P):
+                backward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), Wh, c0, c, gates,
+                               dy, dA, dh, dc, D)

@@ -2,43 +2,59 @@
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, dh_units, one_of, recurrent_units, span_lo, start_forward, \
+from .common import JIT, dh_units, one_of, recurrent_units, span_lo, start_forward, tanh, \
     step_threads
+
+
+@njit(**JIT)
+def forward_units(t, j0, j1, h_prev, Whp, S, y):
+    """Step t for units [j0, j1): h_t = tanh(A_t + h_{t-1} Wh)."""
+    Sp = recurrent_units(h_prev, Whp, S, 1, j0, j1)
+    for r in range(y.shape[1]):
+        for j in range(j1 - j0):
+            y[t, r, j0 + j] = tanh(y[t, r, j0 + j] + Sp[r, j])
 
 
 @njit(parallel=True, **JIT)
 def forward(x, Wx, Wh, b, h0, y, n_threads):
     """Writes y (T, B, H)."""
-    T, B, _ = x.shape
+    T = x.shape[0]
     H = Wh.shape[0]
     # 1. A = X Wx + b (into y); Wh packed into per-thread panels
     P, Whp, S = start_forward(x, Wx, b, Wh, y, 1, n_threads)
     for t in range(T):
         h_prev = h0 if t == 0 else y[t - 1]
-        for p in prange(P):
-            j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
-            # 2. h_t = tanh(A_t + h_{t-1} Wh) for units j0:j1
-            Sp = recurrent_units(h_prev, Whp, S, 1, j0, j1)
-            for r in range(B):
-                for j in range(j1 - j0):
-                    y[t, r, j0 + j] = np.tanh(y[t, r, j0 + j] + Sp[r, j])
+        if P == 1:
+            forward_units(t, 0, H, h_prev, Whp, S, y)
+        else:
+            for p in prange(P):
+                forward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), h_prev, Whp, S, y)
+
+
+@njit(**JIT)
+def backward_units(t, j0, j1, Wh, y, dy, dA, dh, D):
+    """Region t for units [j0, j1): dh_{t-1} of step t, then dA_{t-1}."""
+    T, B, _ = dy.shape
+    one = one_of(dy)
+    if t < T:
+        dh_units(dA[t], Wh, D, dh, j0, j1, False)
+    if t > 0:
+        s = t - 1
+        for r in range(B):
+            for u in range(j0, j1):
+                h = y[s, r, u]
+                dA[s, r, u] = (dh[r, u] + dy[s, r, u]) * (one - h * h)
 
 
 @njit(parallel=True, **JIT)
 def backward(Wh, y, dy, dA, dh, n_threads):
     """Writes dA (T, B, H); dh (B, H) goes from dhT to dh0."""
     T, B, H = dy.shape
-    one = one_of(dy)
     P = step_threads(B, H, n_threads)
     D = np.empty(B * H, dtype=dy.dtype)
     for t in range(T, -1, -1):
-        for p in prange(P):
-            j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
-            if t < T:
-                dh_units(dA[t], Wh, D, dh, j0, j1, False)
-            if t > 0:
-                s = t - 1
-                for r in range(B):
-                    for u in range(j0, j1):
-                        h = y[s, r, u]
-                        dA[s, r, u] = (dh[r, u] + dy[s, r, u]) * (one - h * h)
+        if P == 1:
+            backward_units(t, 0, H, Wh, y, dy, dA, dh, D)
+        else:
+            for p in prange(P):
+                backward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), Wh, y, dy, dA, dh, D)
