@@ -91,6 +91,41 @@ def best_ms(calls, repeat):
     return {name: 1e3 * t for name, t in best.items()}
 
 
+def worker(conn, name, n_threads):
+    """Times one peer in a process of its own (--isolate): answers ("setup", cell,
+    p) with None after a warm-up call, and ("time", kind) with one call's seconds."""
+    if name == "torch":
+        import torch
+        torch.set_num_threads(n_threads)
+    fastlstm.set_num_threads(n_threads)
+    calls = None
+    while True:
+        msg = conn.recv()
+        if msg[0] == "stop":
+            return
+        if msg[0] == "setup":
+            _, cell, p = msg
+            calls = torch_calls(cell, p) if name == "torch" else fastlstm_calls(cell, name, p)
+            for fn in calls:
+                fn()
+            conn.send(None)
+        else:
+            fn = calls[0] if msg[1] == "forward" else calls[1]
+            t0 = time.perf_counter()
+            fn()
+            conn.send(time.perf_counter() - t0)
+
+
+def best_ms_isolated(conns, kind, repeat):
+    """As best_ms, each peer in its own process: rounds still take them in turn."""
+    best = {name: float("inf") for name in conns}
+    for _ in range(repeat):
+        for name, conn in conns.items():
+            conn.send(("time", kind))
+            best[name] = min(best[name], conn.recv())
+    return {name: 1e3 * t for name, t in best.items()}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -105,6 +140,10 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--isolate", action="store_true",
+                    help="time each peer in a process of its own (still interleaved): "
+                    "the Cython and Numba OpenMP pools slow each other down when they "
+                    "share a process at full thread count (bench/RESULTS.md)")
     args = ap.parse_args(argv)
 
     backends = args.backends or fastlstm.available_backends()
@@ -128,6 +167,9 @@ def main(argv=None):
               file=sys.stderr)
     rows = []
     for n in args.threads:
+        if args.isolate:
+            rows += isolated_rows(args, peers, shapes, n)
+            continue
         if "torch" in peers:
             torch.set_num_threads(n)
         with fastlstm.threads(n):
@@ -160,6 +202,40 @@ def main(argv=None):
                     numpy=np.__version__, dtype=args.dtype, date=time.strftime("%Y-%m-%d"))
         with open(args.json, "w") as f:
             json.dump(dict(meta=meta, rows=rows), f, indent=1)
+    return rows
+
+
+def isolated_rows(args, peers, shapes, n):
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    conns, procs = {}, []
+    for name in peers:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=worker, args=(child, name, n), daemon=True)
+        proc.start()
+        conns[name] = parent
+        procs.append(proc)
+    rows = []
+    try:
+        for cell in args.cells:
+            for B, H in shapes:
+                I = args.I or H
+                p = make_inputs(cell, args.T, B, I, H, args.dtype)
+                for conn in conns.values():
+                    conn.send(("setup", cell, p))
+                    conn.recv()
+                fwd = best_ms_isolated(conns, "forward", args.repeat)
+                step = best_ms_isolated(conns, "train", args.repeat)
+                for name in peers:
+                    rows.append(dict(threads=n, cell=cell, T=args.T, B=B, I=I, H=H,
+                                     backend=name, flops=2.0 * args.T * B * GATES[cell] * H
+                                     * (I + H), forward_ms=fwd[name], train_ms=step[name]))
+                print(".", end="", file=sys.stderr, flush=True)
+    finally:
+        for conn in conns.values():
+            conn.send(("stop",))
+        for proc in procs:
+            proc.join()
     return rows
 
 
