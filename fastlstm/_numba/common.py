@@ -8,7 +8,9 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-JIT = dict(nogil=True, cache=True)
+# error_model="numpy": division without a zero check (as cdivision in Cython), which
+# would otherwise raise ZeroDivisionError and keep LLVM from vectorising the gate loops.
+JIT = dict(nogil=True, cache=True, error_model="numpy")
 
 
 def lambert_tanh(depth):
@@ -168,8 +170,10 @@ def weight_grads(x, h0, y, Wx, dAX, dAH, n_threads):
     """dWx = X.T dAX;  dWh = [h0; Y[:-1]].T dAH;  dx = dAX Wx.T over all T*B rows.
 
     dAX, dAH (T, B, G*H): gradients of the input and recurrent pre-activations.
-    The rows are split across threads; each sums its partial products, then the
-    partial sums are added.
+    The rows are split across threads (at least 128 each); each sums its partial
+    products, then the partial sums are added. One thread writes the results
+    directly: allocating and adding partial sums cost more than the GEMMs at
+    batch 1 (bench/RESULTS.md).
     """
     T, B, I = x.shape
     H = h0.shape[1]
@@ -179,15 +183,22 @@ def weight_grads(x, h0, y, Wx, dAX, dAH, n_threads):
     h_prev = np.empty((rows, H), dtype=x.dtype)
     h_prev[:B] = h0
     h_prev[B:] = y.reshape(rows, H)[:rows - B]
-    part_x = np.zeros((n_threads, I, GH), dtype=x.dtype)
-    part_h = np.zeros((n_threads, H, GH), dtype=x.dtype)
     dx = np.empty((T, B, I), dtype=x.dtype)
     dx2 = dx.reshape(rows, I)
     WxT = Wx.T
-    for p in prange(n_threads):
-        lo, hi = span_lo(rows, n_threads, p), span_lo(rows, n_threads, p + 1)
-        if hi > lo:
-            np.dot(x2[lo:hi].T, dAX2[lo:hi], part_x[p])
-            np.dot(h_prev[lo:hi].T, dAH2[lo:hi], part_h[p])
-            np.dot(dAX2[lo:hi], WxT, dx2[lo:hi])
+    P = max(1, min(n_threads, rows // 128))
+    if P == 1:
+        dWx = np.empty((I, GH), dtype=x.dtype)
+        dWh = np.empty((H, GH), dtype=x.dtype)
+        np.dot(x2.T, dAX2, dWx)
+        np.dot(h_prev.T, dAH2, dWh)
+        np.dot(dAX2, WxT, dx2)
+        return dx, dWx, dWh
+    part_x = np.zeros((P, I, GH), dtype=x.dtype)
+    part_h = np.zeros((P, H, GH), dtype=x.dtype)
+    for p in prange(P):
+        lo, hi = span_lo(rows, P, p), span_lo(rows, P, p + 1)
+        np.dot(x2[lo:hi].T, dAX2[lo:hi], part_x[p])
+        np.dot(h_prev[lo:hi].T, dAH2[lo:hi], part_h[p])
+        np.dot(dAX2[lo:hi], WxT, dx2[lo:hi])
     return dx, part_x.sum(axis=0), part_h.sum(axis=0)

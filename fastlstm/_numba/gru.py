@@ -13,19 +13,30 @@ def forward_units(t, j0, j1, h_prev, bh, Whp, S, gates, hn, y):
     B, H = y.shape[1], y.shape[2]
     one = one_of(y)
     n = j1 - j0
-    # 2. AH_p = h_{t-1} Wh[:, units j0:j1], then the fused pass
+    # 2. AH_p = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
     Sp = recurrent_units(h_prev, Whp, S, 3, j0, j1)
+    # 3. The gate pass as loops over one or two arrays each, which LLVM vectorises
+    # (lstm.forward_units).
     for r in range(B):
-        a, s = gates[t, r], Sp[r]
+        a, s, hp = gates[t, r], Sp[r], h_prev[r]
+        hn_t, y_t = hn[t, r], y[t, r]
+        for k in range(2):
+            for j in range(n):
+                s[k * n + j] += a[k * H + j0 + j] + bh[k * H + j0 + j]
+        for j in range(2 * n):
+            s[j] = sigmoid(s[j])
         for j in range(n):
-            u = j0 + j
-            r_ = sigmoid(a[u] + s[j] + bh[u])
-            z_ = sigmoid(a[H + u] + s[n + j] + bh[H + u])
-            hn_ = s[2 * n + j] + bh[2 * H + u]
-            n_ = tanh(a[2 * H + u] + r_ * hn_)
-            a[u], a[H + u], a[2 * H + u] = r_, z_, n_
-            hn[t, r, u] = hn_
-            y[t, r, u] = (one - z_) * n_ + z_ * h_prev[r, u]
+            hn_t[j0 + j] = s[2 * n + j] + bh[2 * H + j0 + j]
+        for j in range(n):
+            a[2 * H + j0 + j] += s[j] * hn_t[j0 + j]
+        for j in range(n):
+            a[2 * H + j0 + j] = tanh(a[2 * H + j0 + j])
+        for k in range(2):
+            for j in range(n):
+                a[k * H + j0 + j] = s[k * n + j]
+        for j in range(n):
+            z_, n_ = s[n + j], a[2 * H + j0 + j]
+            y_t[j0 + j] = (one - z_) * n_ + z_ * hp[j0 + j]
 
 
 @njit(parallel=True, **JIT)

@@ -8,7 +8,7 @@ pass; 3. BPTT per step: fused pass for dA_t, dh_{t-1}[:, j0:j1] = dA_t Wh[j0:j1]
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, dh_units, one_of, recurrent_units, sigmoid, span_lo, tanh, \
+from .common import JIT, dh_units, one_of, panel, recurrent_units, sigmoid, span_lo, tanh, \
     start_forward, step_threads
 
 
@@ -19,18 +19,27 @@ def forward_units(t, j0, j1, h_prev, c_prev, Whp, S, gates, c, y):
     n = j1 - j0
     # 2. S_p = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
     Sp = recurrent_units(h_prev, Whp, S, 4, j0, j1)
+    # 3. The gate pass as loops over one or two arrays each, which LLVM vectorises
+    # (one loop over all of them did not: too many arrays that might alias).
     for r in range(B):
         a, s = gates[t, r], Sp[r]
+        for k in range(4):
+            for j in range(n):
+                s[k * n + j] += a[k * H + j0 + j]
+        for j in range(2 * n):
+            s[j] = sigmoid(s[j])
+        for j in range(2 * n, 3 * n):
+            s[j] = tanh(s[j])
+        for j in range(3 * n, 4 * n):
+            s[j] = sigmoid(s[j])
+        for k in range(4):
+            for j in range(n):
+                a[k * H + j0 + j] = s[k * n + j]
+        cp, ct, yt = c_prev[r], c[t, r], y[t, r]
         for j in range(n):
-            u = j0 + j
-            i_ = sigmoid(a[u] + s[j])
-            f_ = sigmoid(a[H + u] + s[n + j])
-            g_ = tanh(a[2 * H + u] + s[2 * n + j])
-            o_ = sigmoid(a[3 * H + u] + s[3 * n + j])
-            a[u], a[H + u], a[2 * H + u], a[3 * H + u] = i_, f_, g_, o_
-            c_t = f_ * c_prev[r, u] + i_ * g_
-            c[t, r, u] = c_t
-            y[t, r, u] = o_ * tanh(c_t)
+            ct[j0 + j] = s[n + j] * cp[j0 + j] + s[j] * s[2 * n + j]
+        for j in range(n):
+            yt[j0 + j] = s[3 * n + j] * tanh(ct[j0 + j])
 
 
 @njit(parallel=True, **JIT)
@@ -52,7 +61,7 @@ def forward(x, Wx, Wh, b, h0, c0, y, c, gates, n_threads):
 
 
 @njit(**JIT)
-def backward_units(t, j0, j1, Wh, c0, c, gates, dy, dA, dh, dc, D):
+def backward_units(t, j0, j1, Wh, c0, c, gates, dy, dA, dh, dc, D, Tc):
     """Region t for units [j0, j1): dh_{t-1} of step t, then dA_{t-1} of step t-1."""
     T, B, H = dy.shape
     one = one_of(dy)
@@ -61,11 +70,20 @@ def backward_units(t, j0, j1, Wh, c0, c, gates, dy, dA, dh, dc, D):
     if t > 0:
         s = t - 1
         c_prev = c0 if s == 0 else c[s - 1]
+        n = j1 - j0
+        # tanh(c_s) first, in a loop of its own that LLVM vectorises (see forward_units)
+        tc = panel(Tc, B, 1, j0, j1)
+        for r in range(B):
+            cr, tr = c[s, r], tc[r]
+            for j in range(n):
+                tr[j] = cr[j0 + j]
+            for j in range(n):
+                tr[j] = tanh(tr[j])
         for r in range(B):
             a, da = gates[s, r], dA[s, r]
             for u in range(j0, j1):
                 i_, f_, g_, o_ = a[u], a[H + u], a[2 * H + u], a[3 * H + u]
-                tanh_c = tanh(c[s, r, u])
+                tanh_c = tc[r, u - j0]
                 dh_ = dh[r, u] + dy[s, r, u]
                 dc_ = dc[r, u] + dh_ * o_ * (one - tanh_c * tanh_c)
                 da[u] = dc_ * g_ * i_ * (one - i_)
@@ -81,12 +99,13 @@ def backward(Wh, c0, c, gates, dy, dA, dh, dc, n_threads):
     T, B, H = dy.shape
     P = step_threads(B, H, n_threads)
     D = np.empty(B * H, dtype=dy.dtype)
+    Tc = np.empty(B * H, dtype=dy.dtype)
     # Region t finishes step t (dh_{t-1} for the thread's units) and starts step
     # t-1, which needs only those units: one barrier per step.
     for t in range(T, -1, -1):
         if P == 1:
-            backward_units(t, 0, H, Wh, c0, c, gates, dy, dA, dh, dc, D)
+            backward_units(t, 0, H, Wh, c0, c, gates, dy, dA, dh, dc, D, Tc)
         else:
             for p in prange(P):
                 backward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), Wh, c0, c, gates,
-                               dy, dA, dh, dc, D)
+                               dy, dA, dh, dc, D, Tc)
