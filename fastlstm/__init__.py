@@ -4,8 +4,7 @@ The time loops run in compiled kernels (Cython, Numba); fastlstm.reference holds
 the NumPy specification they are tested against. Layers: ops (the kernels'
 functional API) -> layers, model, losses, optim -> train -> io, text, cli.
 """
-__version__ = "0.1.0"
-
+from ._version import __version__
 from . import data, diagnostics, losses, ops
 from ._threads import get_num_threads, set_num_threads, threads
 from .backends import available_backends
@@ -16,7 +15,7 @@ from .optim import SGD, Adam, clip_grads
 from .text import CharLM, Vocab
 from .train import History, StepInfo, TrainingDiverged, train
 
-__all__ = ["ops", "data", "diagnostics", "losses", "available_backends", "get_num_threads",
+__all__ = ["__version__", "ops", "data", "diagnostics", "losses", "available_backends", "get_num_threads",
            "set_num_threads", "threads", "Embedding", "Dense", "RNN", "LSTM", "GRU",
            "Model", "SGD", "Adam", "clip_grads", "train", "History", "StepInfo",
            "TrainingDiverged", "save", "load", "CharLM", "Vocab"]

@@ -10,7 +10,8 @@ import sys
 
 import numpy as np
 
-from . import __version__, data
+from . import data
+from ._version import __version__
 from ._threads import get_num_threads, set_num_threads
 from .backends import NAMES, get_backend
 from .io import load, save

@@ -18,6 +18,7 @@ import zipfile
 
 import numpy as np
 
+from ._version import __version__
 from .layers import LAYERS, Recurrent
 from .model import Model
 from .text import CharLM
@@ -33,8 +34,6 @@ def save(model, path, train_state=None):
     train_state is what fastlstm.train passes to make the file resumable: a dict
     with "meta" (JSON-able) and "optim" (name -> array).
     """
-    from . import __version__
-
     kind, net = ("charlm", model.model) if isinstance(model, CharLM) else ("model", model)
     if not isinstance(net, Model):
         raise TypeError(f"model: expected a fastlstm Model or CharLM, got {type(model).__name__}")

@@ -2,6 +2,7 @@
 and word completion."""
 import numpy as np
 
+from .data import next_step_rows
 from .model import Model
 
 __all__ = ["Vocab", "CharLM"]
@@ -66,8 +67,7 @@ class CharLM:
         windows_per_row * seq_len characters; each batch of rows runs window after
         window, carrying the state. Other arguments go to fastlstm.train.
         Returns its History."""
-        from .data import next_step_rows
-        from .train import train
+        from .train import train  # not at the top: train imports io, which imports this
 
         X, Y = next_step_rows(self.vocab.encode(text), windows_per_row * seq_len)
         return train(self.model, X, Y, epochs=epochs, batch_size=batch_size,
@@ -139,7 +139,7 @@ class CharLM:
                 break
             beams = live
             state = tuple(tuple(s[:, rows] for s in layer) for layer in state)
-            ids = np.array([self.vocab._ids[c[-1]] for c, _ in beams])[None]
+            ids = self.vocab.encode("".join(c[-1] for c, _ in beams))[None]
             logits, state, _ = self.model.forward(ids, state)
             logps = _log_softmax(logits[0].astype(np.float64))
         if not done:
