@@ -34,11 +34,20 @@ def _set(n):
     _num_threads = n
 
 
+def _load_blas():
+    """Load scipy's BLAS, which both compiled backends call, before threadpoolctl
+    looks: it limits only the libraries loaded when it looks, and Numba loads
+    scipy's BLAS late, when it first compiles. Missed, that BLAS ran threaded inside
+    the kernels' own threads: 35x slower at 2 threads (bench/RESULTS.md)."""
+    import scipy.linalg.cython_blas  # noqa: F401  (imported for its side effect)
+
+
 def set_num_threads(n):
     """Use n threads from now on: in the compiled kernels, which split their GEMMs
     over their own threads, and as the BLAS limit elsewhere (the NumPy backend)."""
     global _blas_limits
     _check(n)
+    _load_blas()
     if _blas_limits is not None:
         _blas_limits.restore_original_limits()
     _blas_limits = threadpool_limits(limits=n, user_api="blas")
@@ -49,6 +58,7 @@ def set_num_threads(n):
 def threads(n):
     """Context manager: set_num_threads(n) inside the block only."""
     _check(n)
+    _load_blas()
     previous = _num_threads
     with threadpool_limits(limits=n, user_api="blas"):
         _set(n)
@@ -67,5 +77,6 @@ def single_threaded_blas():
     oversubscribes the cores: bench/RESULTS.md)."""
     global _controller
     if _controller is None:
+        _load_blas()
         _controller = ThreadpoolController()
     return _controller.limit(limits=1, user_api="blas")
