@@ -141,9 +141,8 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--isolate", action="store_true",
-                    help="time each peer in a process of its own (still interleaved): "
-                    "the Cython and Numba OpenMP pools slow each other down when they "
-                    "share a process at full thread count (bench/RESULTS.md)")
+                    help="time each peer in a process of its own (still interleaved), "
+                    "to rule out that the peers' thread pools interfere")
     args = ap.parse_args(argv)
 
     backends = args.backends or fastlstm.available_backends()
