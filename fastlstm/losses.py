@@ -5,7 +5,7 @@ keeps (all steps without a mask), so a batch's loss does not depend on its size.
 """
 import numpy as np
 
-__all__ = ["softmax_cross_entropy", "mse", "LOSSES"]
+__all__ = ["log_softmax", "softmax_cross_entropy", "mse", "LOSSES"]
 
 
 def _mask(mask, shape):
@@ -16,6 +16,12 @@ def _mask(mask, shape):
     if mask.shape != shape:
         raise ValueError(f"mask: expected shape {shape} (as the targets), got {mask.shape}")
     return mask.astype(bool), int(np.count_nonzero(mask))
+
+
+def log_softmax(a):
+    """log softmax over the last axis, shifted by the maximum so exp cannot overflow."""
+    a = a - a.max(axis=-1, keepdims=True)
+    return a - np.log(np.exp(a).sum(axis=-1, keepdims=True))
 
 
 def softmax_cross_entropy(logits, targets, mask=None):
@@ -33,9 +39,7 @@ def softmax_cross_entropy(logits, targets, mask=None):
         raise ValueError(f"targets: expected ids in [0, {V}), got "
                          f"[{targets.min()}, {targets.max()}]")
     mask, n = _mask(mask, targets.shape)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    log_z = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    log_p = shifted - log_z
+    log_p = log_softmax(logits)
     nll = -np.take_along_axis(log_p, targets[..., None], axis=-1)[..., 0]
     dlogits = np.exp(log_p)
     np.put_along_axis(dlogits, targets[..., None],

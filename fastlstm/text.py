@@ -3,6 +3,7 @@ and word completion."""
 import numpy as np
 
 from .data import next_step_rows
+from .losses import log_softmax
 from .model import Model
 
 __all__ = ["Vocab", "CharLM"]
@@ -79,7 +80,7 @@ class CharLM:
         """Log-probabilities of the next character after text (V,), and the state."""
         ids = self.vocab.encode(text)[:, None]
         logits, state, _ = self.model.forward(ids, state)
-        return _log_softmax(logits[-1, 0].astype(np.float64)), state
+        return log_softmax(logits[-1, 0].astype(np.float64)), state
 
     def _context(self, prefix):
         # A word starts after a line break or a space. A line break first: text
@@ -141,12 +142,7 @@ class CharLM:
             state = tuple(tuple(s[:, rows] for s in layer) for layer in state)
             ids = self.vocab.encode("".join(c[-1] for c, _ in beams))[None]
             logits, state, _ = self.model.forward(ids, state)
-            logps = _log_softmax(logits[0].astype(np.float64))
+            logps = log_softmax(logits[0].astype(np.float64))
         if not done:
             return beams[0][0]
         return max(done, key=lambda d: d[1])[0]
-
-
-def _log_softmax(a):
-    a = a - a.max(axis=-1, keepdims=True)
-    return a - np.log(np.exp(a).sum(axis=-1, keepdims=True))
