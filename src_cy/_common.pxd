@@ -114,38 +114,102 @@ cdef inline void gemm_split_cols(bint trans_a, Py_ssize_t M, Py_ssize_t N, Py_ss
              B + lo, <int>ldb, beta, C + lo, <int>ldc)
 
 
-cdef inline void pack_units(const floating* W, floating* Wp, Py_ssize_t K, Py_ssize_t G,
-                            Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
-    """Wp (K, G*n) := the G gate columns k*H + j, j in [j0, j1), of W (K, G*H), with
-    n = j1 - j0 and gate k's columns at k*n: one thread's units as one contiguous
-    panel, so that its per-step GEMM is a single call that reuses h's packing."""
-    cdef Py_ssize_t n = j1 - j0, r, k, j
-    for r in range(K):
-        for k in range(G):
-            for j in range(n):
-                Wp[r * G * n + k * n + j] = W[r * G * H + k * H + j0 + j]
+# ------------------------------------------------- the per-step recurrent products
+# Weight-stationary (DESIGN.md section 4): Wh is packed once per call into panels of
+# U = one vector of columns (src_cy/panel_gemm.h), and hidden units go to threads in
+# whole blocks of U. Thread p owns the unit blocks [q0, q1) = block_span(...), so its
+# panels stay in its own cache for all T steps.
+
+cdef extern from "panel_gemm.h" nogil:
+    const int FL_VBYTES
+    void fl_panel_gemm_f(long M, long K, long npanels, const float* A, long lda,
+                         const float* P, long pstride, float* C, long ldc, long cstride,
+                         int add)
+    void fl_panel_gemm_d(long M, long K, long npanels, const double* A, long lda,
+                         const double* P, long pstride, double* C, long ldc,
+                         long cstride, int add)
 
 
-cdef inline void pack_panels(const floating* Wh, floating* Whp, Py_ssize_t H, Py_ssize_t G,
-                             int P) noexcept nogil:
-    """Whp (H*G*H,) := Wh (H, G*H) as P per-thread panels: thread p's units
-    [j0, j1) as a contiguous (H, G*(j1 - j0)) block at Whp + H*G*j0."""
-    cdef Py_ssize_t p, j0
+cdef inline Py_ssize_t panel_units(const floating* like) noexcept nogil:
+    """U, the units (columns) of one panel for this dtype: one SIMD vector."""
+    return FL_VBYTES // sizeof(floating)
+
+
+cdef inline Py_ssize_t padded_units(Py_ssize_t H, Py_ssize_t U) noexcept nogil:
+    """H rounded up to whole blocks of U units."""
+    return (H + U - 1) // U * U
+
+
+cdef inline void panel_gemm(Py_ssize_t M, Py_ssize_t K, Py_ssize_t npanels,
+                            const floating* A, Py_ssize_t lda, const floating* P,
+                            Py_ssize_t pstride, floating* C, Py_ssize_t ldc,
+                            Py_ssize_t cstride, bint add) noexcept nogil:
+    """C[:, v*cstride : v*cstride + U] (+)= A (M, K) @ panel v, v < npanels."""
+    if floating is float:
+        fl_panel_gemm_f(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add)
+    else:
+        fl_panel_gemm_d(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add)
+
+
+cdef inline int block_threads(Py_ssize_t B, Py_ssize_t H, Py_ssize_t U,
+                              int n_threads) noexcept nogil:
+    """Threads for the per-step work, at most one per block of U units."""
+    return <int>min(<Py_ssize_t>step_threads(B, H, n_threads), (H + U - 1) // U)
+
+
+cdef inline void pack_gate_panels(const floating* W, floating* Wp, Py_ssize_t K,
+                                  Py_ssize_t G, Py_ssize_t H, int P) noexcept nogil:
+    """Wp := W (K, G*H) as panels for h @ W. Unit block q, gate k is the (K, U)
+    panel at Wp + (q*G + k)*K*U: columns k*H + q*U + u of W, zero past unit H.
+    Thread p packs its own blocks (first touch puts them near its core)."""
+    cdef Py_ssize_t U = panel_units(W), nb = (H + U - 1) // U
+    cdef Py_ssize_t p, q, k, r, u, j
+    cdef floating* panel
     for p in prange(P, schedule='static', num_threads=P):
-        j0 = span_lo(H, P, p)
-        pack_units(Wh, Whp + H * G * j0, H, G, H, j0, span_lo(H, P, p + 1))
+        for q in range(span_lo(nb, P, p), span_lo(nb, P, p + 1)):
+            for k in range(G):
+                panel = Wp + (q * G + k) * K * U
+                for r in range(K):
+                    for u in range(U):
+                        j = q * U + u
+                        panel[r * U + u] = W[r * G * H + k * H + j] if j < H else 0
 
 
-cdef inline void add_column_sums_split(floating* out, const floating* A, Py_ssize_t n_rows,
-                                       Py_ssize_t n_cols, int n_threads) noexcept nogil:
-    """out += A.sum(axis=0), the columns split across threads."""
-    cdef Py_ssize_t p, lo, hi, r, k
-    for p in prange(n_threads, schedule='static', num_threads=n_threads):
-        lo = span_lo(n_cols, n_threads, p)
-        hi = span_lo(n_cols, n_threads, p + 1)
-        for r in range(n_rows):
-            for k in range(lo, hi):
-                out[k] += A[r * n_cols + k]
+cdef inline void pack_unit_panels(const floating* W, floating* Wp, Py_ssize_t H,
+                                  Py_ssize_t N, int P) noexcept nogil:
+    """Wp := W (H, N) as panels for dA @ W.T. Unit block q is the (N, U) panel at
+    Wp + q*N*U: rows q*U + u of W as its columns, zero past unit H."""
+    cdef Py_ssize_t U = panel_units(W), nb = (H + U - 1) // U
+    cdef Py_ssize_t p, q, k, u, j
+    cdef floating* panel
+    for p in prange(P, schedule='static', num_threads=P):
+        for q in range(span_lo(nb, P, p), span_lo(nb, P, p + 1)):
+            panel = Wp + q * N * U
+            for u in range(U):
+                j = q * U + u
+                for k in range(N):
+                    panel[k * U + u] = W[j * N + k] if j < H else 0
+
+
+cdef inline void step_gemm(const floating* h, const floating* Wp, floating* S,
+                           Py_ssize_t B, Py_ssize_t H, Py_ssize_t G, Py_ssize_t q0,
+                           Py_ssize_t q1) noexcept nogil:
+    """S (B, G, n) := h (B, H) @ Wh's columns for the unit blocks [q0, q1), from
+    pack_gate_panels; n = (q1 - q0)*U, gate k of the block's unit j at S[r, k, j]."""
+    cdef Py_ssize_t U = panel_units(h), n = (q1 - q0) * U, q
+    for q in range(q0, q1):
+        panel_gemm(B, H, G, h, H, Wp + q * G * H * U, H * U, S + (q - q0) * U, G * n, n,
+                   False)
+
+
+cdef inline void step_grad_gemm(const floating* dA, const floating* Wp, floating* D,
+                                Py_ssize_t B, Py_ssize_t H, Py_ssize_t N, Py_ssize_t q0,
+                                Py_ssize_t q1, bint add) noexcept nogil:
+    """D[:, units of blocks q0:q1] (+)= dA (B, N) @ Wh.T, from pack_unit_panels;
+    D is (B, padded_units(H, U))."""
+    cdef Py_ssize_t U = panel_units(dA)
+    panel_gemm(B, N, q1 - q0, dA, N, Wp + q0 * N * U, N * U, D + q0 * U,
+               padded_units(H, U), U, add)
 
 
 cdef inline void weight_grads(const floating* x, const floating* h0, const floating* y,

@@ -9,33 +9,36 @@ buffer instead of being accumulated into the input projection:
            2. per step AH = h_{t-1} Wh (GEMM), then one fused pass for r, z, n, h_t
   backward 3. per step one fused pass gives dAX_t, dAH_t and the direct term z*dh_t;
               one GEMM adds dAH_t Wh.T to it, giving dh_{t-1}
-           4. dWx, dWh, dx single GEMMs after the loop, dbx and dbh column sums
-Per step, thread p owns the hidden units [j0, j1), with the three gates' columns
-of Wh for them packed into one panel before the loop.
+           4. dWx, dWh, dx single GEMMs after the loop (dbx, dbh are summed in 3.,
+              where each thread owns its units' columns)
+Per step, thread p owns the hidden units [j0, j1), whole blocks of U (one SIMD
+vector), with Wh's columns (forward) and rows (backward) for them packed into
+panels before the loop (_common.pxd).
 """
 import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport (sigmoid, tanh_, gemm, span_lo, step_threads, input_projection,
-                      pack_panels, weight_grads, add_column_sums_split)
+from _common cimport (sigmoid, tanh_, span_lo, input_projection, panel_units,
+                      padded_units, block_threads, pack_gate_panels, pack_unit_panels,
+                      step_gemm, step_grad_gemm, weight_grads)
 
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
 
-cdef inline void _gates_row(floating* a, const floating* ah, const floating* bh,
-                            const floating* h_prev, floating* hn, floating* h,
-                            Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+cdef inline void _gates_row(floating* a, const floating* ah, Py_ssize_t nah,
+                            const floating* bh, const floating* h_prev, floating* hn,
+                            floating* h, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
     """Forward fused pass over n units of one batch row: a points at unit j0 of
     x Wx + bx (blocks H apart) and gets [r, z, n]; ah at the thread's h_{t-1} Wh
-    (blocks n apart); bh at unit j0 (blocks H apart); hn, h get h_{t-1} Wh_n + bh_n
-    and h_t."""
+    (blocks nah apart); bh at unit j0 (blocks H apart); hn, h get h_{t-1} Wh_n +
+    bh_n and h_t."""
     cdef Py_ssize_t j
     cdef floating one = 1, r_, z_, n_, hn_
     for j in range(n):
         r_ = sigmoid(a[j] + ah[j] + bh[j])
-        z_ = sigmoid(a[H + j] + ah[n + j] + bh[H + j])
-        hn_ = ah[2 * n + j] + bh[2 * H + j]
+        z_ = sigmoid(a[H + j] + ah[nah + j] + bh[H + j])
+        hn_ = ah[2 * nah + j] + bh[2 * H + j]
         n_ = tanh_(a[2 * H + j] + r_ * hn_)
         a[j] = r_
         a[H + j] = z_
@@ -47,10 +50,12 @@ cdef inline void _gates_row(floating* a, const floating* ah, const floating* bh,
 cdef inline void _gates_row_backward(const floating* a, const floating* hn,
                                      const floating* h_prev, const floating* dy,
                                      floating* dh, floating* dax, floating* dah,
-                                     Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+                                     floating* dbx, floating* dbh, Py_ssize_t n,
+                                     Py_ssize_t H) noexcept nogil:
     """Backward fused pass over n units of one batch row: from [r, z, n] in a
     (blocks H apart), hn, h_{t-1}, dy_t and dh_t, write dAX_t, dAH_t (blocks H
-    apart) and the direct term z * (dh_t + dy_t) of dh_{t-1} into dh."""
+    apart), add them to dbx, dbh (blocks H apart) and write the direct term
+    z * (dh_t + dy_t) of dh_{t-1} into dh."""
     cdef Py_ssize_t j
     cdef floating one = 1, r_, z_, n_, dh_, dan, dar, daz
     for j in range(n):
@@ -67,6 +72,12 @@ cdef inline void _gates_row_backward(const floating* a, const floating* hn,
         dah[j] = dar
         dah[H + j] = daz
         dah[2 * H + j] = dan * r_
+        dbx[j] += dar
+        dbx[H + j] += daz
+        dbx[2 * H + j] += dan
+        dbh[j] += dar
+        dbh[H + j] += daz
+        dbh[2 * H + j] += dan * r_
         dh[j] = dh_ * z_
 
 
@@ -83,8 +94,9 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     y = np.empty((T, B, H), dtype=dtype)
     gates = np.empty((T, B, 3 * H), dtype=dtype)
     hn = np.empty((T, B, H), dtype=dtype)
-    cdef floating[::1] Whp = np.empty(H * 3 * H, dtype=dtype)
-    cdef floating[::1] AH = np.empty(B * 3 * H, dtype=dtype)
+    cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
+    cdef floating[::1] Whp = np.empty(H * 3 * Hp, dtype=dtype)
+    cdef floating[::1] AH = np.empty(B * 3 * Hp, dtype=dtype)
     cdef floating[:, :, ::1] y_, gates_, hn_
     y_, gates_, hn_ = y, gates, hn
     cdef int nt = get_num_threads() if n_threads is None else n_threads
@@ -100,31 +112,33 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    const floating[::1] bx,           # IN  (3H,)
                    const floating[::1] bh,           # IN  (3H,)
                    const floating[:, ::1] h0,        # IN  (B, H)
-                   floating[::1] Whp,                # OUT (H*3H,), Wh's panels, scratch
-                   floating[::1] AH,                 # OUT (B*3H,), h_{t-1} Wh, scratch
+                   floating[::1] Whp,                # OUT (H*3Hp,), Wh's panels, scratch
+                   floating[::1] AH,                 # OUT (B*3Hp,), h_{t-1} Wh, scratch
                    floating[:, :, ::1] y,            # OUT (T, B, H)
                    floating[:, :, ::1] gates,        # OUT (T, B, 3H), [r, z, n]
                    floating[:, :, ::1] hn,           # OUT (T, B, H)
                    int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t G = 3 * H, t, r, p, j0, j1, n
+    cdef Py_ssize_t U = panel_units(&Wh[0, 0]), nb = (H + U - 1) // U
+    cdef Py_ssize_t G = 3 * H, t, r, p, q0, q1, j0, j1, n
     cdef const floating* h_prev
-    cdef int P = step_threads(B, H, n_threads)
+    cdef int P = block_threads(B, H, U, n_threads)
     # 1. AX = X Wx + bx over all T*B rows
     input_projection(&x[0, 0, 0], &Wx[0, 0], &bx[0], &gates[0, 0, 0], T * B, I, G, n_threads)
-    pack_panels(&Wh[0, 0], &Whp[0], H, 3, P)
+    pack_gate_panels(&Wh[0, 0], &Whp[0], H, 3, H, P)
     for t in range(T):
         h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
         for p in prange(P, schedule='static', num_threads=P):
-            j0 = span_lo(H, P, p)
-            j1 = span_lo(H, P, p + 1)
-            n = j1 - j0
-            # 2. AH[:, units j0:j1] = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
-            gemm(False, False, B, <int>(3 * n), H, 1, h_prev, H, &Whp[H * 3 * j0],
-                 <int>(3 * n), 0, &AH[B * 3 * j0], <int>(3 * n))
+            q0 = span_lo(nb, P, p)
+            q1 = span_lo(nb, P, p + 1)
+            j0 = q0 * U
+            j1 = min(q1 * U, H)
+            n = (q1 - q0) * U
+            # 2. AH = h_{t-1} Wh for the thread's units, on its packed panels
+            step_gemm(h_prev, &Whp[0], &AH[B * 3 * j0], B, H, 3, q0, q1)
             for r in range(B):
-                _gates_row(&gates[t, r, j0], &AH[B * 3 * j0 + r * 3 * n], &bh[j0],
-                           &h_prev[r * H + j0], &hn[t, r, j0], &y[t, r, j0], n, H)
+                _gates_row(&gates[t, r, j0], &AH[B * 3 * j0 + r * 3 * n], n, &bh[j0],
+                           &h_prev[r * H + j0], &hn[t, r, j0], &y[t, r, j0], j1 - j0, H)
 
 
 def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
@@ -144,7 +158,10 @@ def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     dWh = np.empty((H, 3 * H), dtype=dtype)
     dbx = np.zeros(3 * H, dtype=dtype)
     dbh = np.zeros(3 * H, dtype=dtype)
-    dh = np.array(dhT, dtype=dtype)
+    cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
+    dh = np.zeros((B, Hp), dtype=dtype)
+    dh[:, :H] = dhT
+    cdef floating[::1] WhTp = np.empty(Hp * 3 * H, dtype=dtype)
     cdef floating[:, :, ::1] dAX = np.empty((T, B, 3 * H), dtype=dtype)
     cdef floating[:, :, ::1] dAH = np.empty((T, B, 3 * H), dtype=dtype)
     cdef floating[:, :, ::1] dx_
@@ -153,9 +170,9 @@ def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     dx_, dh_, dWx_, dWh_, dbx_, dbh_ = dx, dh, dWx, dWh, dbx, dbh
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:
-        _backward(x, Wx, Wh, h0, y, gates, hn, dy, dAX, dAH, dh_, dx_, dWx_, dWh_, dbx_,
-                  dbh_, nt)
-    return dx, dWx, dWh, dbx, dbh, dh
+        _backward(x, Wx, Wh, h0, y, gates, hn, dy, WhTp, dAX, dAH, dh_, dx_, dWx_, dWh_,
+                  dbx_, dbh_, nt)
+    return dx, dWx, dWh, dbx, dbh, np.ascontiguousarray(dh[:, :H])
 
 
 cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
@@ -166,9 +183,10 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     const floating[:, :, ::1] gates,  # IN  (T, B, 3H)
                     const floating[:, :, ::1] hn,     # IN  (T, B, H)
                     const floating[:, :, ::1] dy,     # IN  (T, B, H)
+                    floating[::1] WhTp,               # OUT (Hp*3H,), Wh's panels, scratch
                     floating[:, :, ::1] dAX,          # OUT (T, B, 3H), scratch
                     floating[:, :, ::1] dAH,          # OUT (T, B, 3H), scratch
-                    floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, H)
+                    floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, Hp), padded
                     floating[:, :, ::1] dx,           # OUT (T, B, I)
                     floating[:, ::1] dWx,             # OUT (I, 3H)
                     floating[:, ::1] dWh,             # OUT (H, 3H)
@@ -176,18 +194,21 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[::1] dbh,                # OUT (3H,), zeroed
                     int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t G = 3 * H, t, s, r, p, j0, j1
+    cdef Py_ssize_t U = panel_units(&Wh[0, 0]), nb = (H + U - 1) // U
+    cdef Py_ssize_t G = 3 * H, t, s, r, p, q0, q1, j0, j1
     cdef const floating* h_prev
-    cdef int P = step_threads(B, H, n_threads)
+    cdef int P = block_threads(B, H, U, n_threads)
+    pack_unit_panels(&Wh[0, 0], &WhTp[0], H, G, P)
     # Region t finishes step t (dh_{t-1} += dAH_t Wh.T for the thread's units) and
     # starts step t-1, which needs only those units: one barrier per step.
     for t in range(T, -1, -1):
         for p in prange(P, schedule='static', num_threads=P):
-            j0 = span_lo(H, P, p)
-            j1 = span_lo(H, P, p + 1)
+            q0 = span_lo(nb, P, p)
+            q1 = span_lo(nb, P, p + 1)
+            j0 = q0 * U
+            j1 = min(q1 * U, H)
             if t < T:
-                gemm(False, True, B, <int>(j1 - j0), G, 1, &dAH[t, 0, 0], G, &Wh[j0, 0], G,
-                     1, &dh[0, j0], H)
+                step_grad_gemm(&dAH[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, G, q0, q1, True)
             if t > 0:
                 # 3. dAX_{t-1}, dAH_{t-1} and the direct path z * dh_{t-1}
                 s = t - 1
@@ -195,10 +216,9 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                 for r in range(B):
                     _gates_row_backward(&gates[s, r, j0], &hn[s, r, j0], &h_prev[r * H + j0],
                                         &dy[s, r, j0], &dh[r, j0], &dAX[s, r, j0],
-                                        &dAH[s, r, j0], j1 - j0, H)
-    # 4. dWx, dWh, dx as GEMMs over all T*B rows; the bias gradients as column sums
+                                        &dAH[s, r, j0], &dbx[j0], &dbh[j0], j1 - j0,
+                                        H)
+    # 4. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dAX[0, 0, 0],
                  &dAH[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], T, B, I, H, 3,
                  n_threads)
-    add_column_sums_split(&dbx[0], &dAX[0, 0, 0], T * B, G, n_threads)
-    add_column_sums_split(&dbh[0], &dAH[0, 0, 0], T * B, G, n_threads)

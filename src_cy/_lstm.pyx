@@ -7,35 +7,36 @@ schedule (DESIGN.md, "How the kernels are fast"):
            2. per step: A_t += h_{t-1} Wh (GEMM, beta=1), then one fused pass
               that applies the gates and writes c_t, h_t
   backward 3. per step: one fused pass gives dA_t, one GEMM dh_{t-1} = dA_t Wh.T
-           4. after the loop: dWx, dWh, dx as single GEMMs over all T*B rows, db a
-              column sum
-Per step, thread p owns the hidden units [j0, j1): the four gates' columns of Wh
-for them, packed into one panel before the loop, and their part of c_t, h_t, dA_t,
-dh_{t-1}.
+           4. after the loop: dWx, dWh, dx as single GEMMs over all T*B rows
+              (db is summed in 3., where each thread owns its units' columns)
+Per step, thread p owns the hidden units [j0, j1), whole blocks of U (one SIMD
+vector): Wh's columns for them (forward) and its rows (backward), packed into
+panels before the loop (_common.pxd), and their part of c_t, h_t, dA_t, dh_{t-1}.
 """
 import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport (sigmoid, tanh_, gemm, span_lo, step_threads, input_projection,
-                      pack_panels, weight_grads, add_column_sums_split)
+from _common cimport (sigmoid, tanh_, span_lo, input_projection, panel_units,
+                      padded_units, block_threads, pack_gate_panels, pack_unit_panels,
+                      step_gemm, step_grad_gemm, weight_grads)
 
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
 
-cdef inline void _gates_row(floating* a, const floating* s, const floating* c_prev,
-                            floating* c, floating* h, Py_ssize_t n,
-                            Py_ssize_t H) noexcept nogil:
+cdef inline void _gates_row(floating* a, const floating* s, Py_ssize_t ns,
+                            const floating* c_prev, floating* c, floating* h,
+                            Py_ssize_t n, Py_ssize_t H) noexcept nogil:
     """Forward fused pass over n units of one batch row. a points at unit j0 of the
-    row's x_t Wx + b (blocks H apart), s at the thread's h_{t-1} Wh (blocks n
+    row's x_t Wx + b (blocks H apart), s at the thread's h_{t-1} Wh (blocks ns
     apart); a gets the activations [i, f, g, o], c and h get c_t, h_t."""
     cdef Py_ssize_t j
     cdef floating i_, f_, g_, o_
     for j in range(n):
         i_ = sigmoid(a[j] + s[j])
-        f_ = sigmoid(a[H + j] + s[n + j])
-        g_ = tanh_(a[2 * H + j] + s[2 * n + j])
-        o_ = sigmoid(a[3 * H + j] + s[3 * n + j])
+        f_ = sigmoid(a[H + j] + s[ns + j])
+        g_ = tanh_(a[2 * H + j] + s[2 * ns + j])
+        o_ = sigmoid(a[3 * H + j] + s[3 * ns + j])
         a[j] = i_
         a[H + j] = f_
         a[2 * H + j] = g_
@@ -47,12 +48,14 @@ cdef inline void _gates_row(floating* a, const floating* s, const floating* c_pr
 cdef inline void _gates_row_backward(const floating* a, const floating* c,
                                      const floating* c_prev, const floating* dh,
                                      const floating* dy, floating* dc, floating* da,
-                                     Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+                                     floating* db, Py_ssize_t n,
+                                     Py_ssize_t H) noexcept nogil:
     """Backward fused pass over n units of one batch row: from the activations a
     (blocks H apart), c_t, c_{t-1}, dh_t (without dy_t), dy_t and dc_t, write dA_t
-    into da (blocks H apart) and dc_{t-1} into dc."""
+    into da (blocks H apart), add it to db (blocks H apart) and write dc_{t-1}
+    into dc."""
     cdef Py_ssize_t j
-    cdef floating one = 1, i_, f_, g_, o_, tanh_c, dh_, dc_
+    cdef floating one = 1, i_, f_, g_, o_, tanh_c, dh_, dc_, da_i, da_f, da_g, da_o
     for j in range(n):
         i_ = a[j]
         f_ = a[H + j]
@@ -61,10 +64,18 @@ cdef inline void _gates_row_backward(const floating* a, const floating* c,
         tanh_c = tanh_(c[j])
         dh_ = dh[j] + dy[j]
         dc_ = dc[j] + dh_ * o_ * (one - tanh_c * tanh_c)
-        da[j] = dc_ * g_ * i_ * (one - i_)
-        da[H + j] = dc_ * c_prev[j] * f_ * (one - f_)
-        da[2 * H + j] = dc_ * i_ * (one - g_ * g_)
-        da[3 * H + j] = dh_ * tanh_c * o_ * (one - o_)
+        da_i = dc_ * g_ * i_ * (one - i_)
+        da_f = dc_ * c_prev[j] * f_ * (one - f_)
+        da_g = dc_ * i_ * (one - g_ * g_)
+        da_o = dh_ * tanh_c * o_ * (one - o_)
+        da[j] = da_i
+        da[H + j] = da_f
+        da[2 * H + j] = da_g
+        da[3 * H + j] = da_o
+        db[j] += da_i
+        db[H + j] += da_f
+        db[2 * H + j] += da_g
+        db[3 * H + j] += da_o
         dc[j] = dc_ * f_
 
 
@@ -83,8 +94,9 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     gates = np.empty((T, B, 4 * H), dtype=dtype)
     cdef floating[:, :, ::1] y_, c_, gates_
     y_, c_, gates_ = y, c, gates
-    cdef floating[::1] Whp = np.empty(H * 4 * H, dtype=dtype)
-    cdef floating[::1] S = np.empty(B * 4 * H, dtype=dtype)
+    cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
+    cdef floating[::1] Whp = np.empty(H * 4 * Hp, dtype=dtype)
+    cdef floating[::1] S = np.empty(B * 4 * Hp, dtype=dtype)
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:
         _forward(x, Wx, Wh, b, h0, c0, Whp, S, y_, c_, gates_, nt)
@@ -99,34 +111,36 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    const floating[::1] b,            # IN  (4H,)
                    const floating[:, ::1] h0,        # IN  (B, H)
                    const floating[:, ::1] c0,        # IN  (B, H)
-                   floating[::1] Whp,                # OUT (H*4H,), Wh's panels, scratch
-                   floating[::1] S,                  # OUT (B*4H,), h_{t-1} Wh, scratch
+                   floating[::1] Whp,                # OUT (H*4Hp,), Wh's panels, scratch
+                   floating[::1] S,                  # OUT (B*4Hp,), h_{t-1} Wh, scratch
                    floating[:, :, ::1] y,            # OUT (T, B, H)
                    floating[:, :, ::1] c,            # OUT (T, B, H)
                    floating[:, :, ::1] gates,        # OUT (T, B, 4H), [i, f, g, o]
                    int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t t, r, p, j0, j1, n
+    cdef Py_ssize_t U = panel_units(&Wh[0, 0]), nb = (H + U - 1) // U
+    cdef Py_ssize_t t, r, p, q0, q1, j0, j1, n
     cdef const floating* h_prev
     cdef const floating* c_prev
-    cdef int P = step_threads(B, H, n_threads)
+    cdef int P = block_threads(B, H, U, n_threads)
     # 1. A = X Wx + b over all T*B rows
     input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &gates[0, 0, 0], T * B, I, 4 * H,
                      n_threads)
-    pack_panels(&Wh[0, 0], &Whp[0], H, 4, P)
+    pack_gate_panels(&Wh[0, 0], &Whp[0], H, 4, H, P)
     for t in range(T):
         h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
         c_prev = &c0[0, 0] if t == 0 else &c[t - 1, 0, 0]
         for p in prange(P, schedule='static', num_threads=P):
-            j0 = span_lo(H, P, p)
-            j1 = span_lo(H, P, p + 1)
-            n = j1 - j0
-            # 2. S[:, units j0:j1] = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
-            gemm(False, False, B, <int>(4 * n), H, 1, h_prev, H, &Whp[H * 4 * j0],
-                 <int>(4 * n), 0, &S[B * 4 * j0], <int>(4 * n))
+            q0 = span_lo(nb, P, p)
+            q1 = span_lo(nb, P, p + 1)
+            j0 = q0 * U
+            j1 = min(q1 * U, H)
+            n = (q1 - q0) * U
+            # 2. S = h_{t-1} Wh for the thread's units, on its packed panels
+            step_gemm(h_prev, &Whp[0], &S[B * 4 * j0], B, H, 4, q0, q1)
             for r in range(B):
-                _gates_row(&gates[t, r, j0], &S[B * 4 * j0 + r * 4 * n], &c_prev[r * H + j0],
-                           &c[t, r, j0], &y[t, r, j0], n, H)
+                _gates_row(&gates[t, r, j0], &S[B * 4 * j0 + r * 4 * n], n,
+                           &c_prev[r * H + j0], &c[t, r, j0], &y[t, r, j0], j1 - j0, H)
 
 
 def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
@@ -146,18 +160,21 @@ def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::
     dWx = np.empty((I, 4 * H), dtype=dtype)
     dWh = np.empty((H, 4 * H), dtype=dtype)
     db = np.zeros(4 * H, dtype=dtype)
-    dh = np.array(dhT, dtype=dtype)
+    cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
+    dh = np.zeros((B, Hp), dtype=dtype)
+    dh[:, :H] = dhT
     dc = np.array(dcT, dtype=dtype)
     dA = np.empty((T, B, 4 * H), dtype=dtype)
     cdef floating[:, :, ::1] dA_, dx_
     cdef floating[:, ::1] dh_, dc_, dWx_, dWh_
     cdef floating[::1] db_
+    cdef floating[::1] WhTp = np.empty(Hp * 4 * H, dtype=dtype)
     dA_, dx_, dh_, dc_, dWx_, dWh_, db_ = dA, dx, dh, dc, dWx, dWh, db
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:
-        _backward(x, Wx, Wh, h0, c0, y, c, gates, dy, dA_, dh_, dc_, dx_, dWx_, dWh_, db_,
-                  nt)
-    return dx, dWx, dWh, db, dh, dc
+        _backward(x, Wx, Wh, h0, c0, y, c, gates, dy, WhTp, dA_, dh_, dc_, dx_, dWx_, dWh_,
+                  db_, nt)
+    return dx, dWx, dWh, db, np.ascontiguousarray(dh[:, :H]), dc
 
 
 cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
@@ -169,8 +186,9 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     const floating[:, :, ::1] c,      # IN  (T, B, H)
                     const floating[:, :, ::1] gates,  # IN  (T, B, 4H)
                     const floating[:, :, ::1] dy,     # IN  (T, B, H)
+                    floating[::1] WhTp,               # OUT (Hp*4H,), Wh's panels, scratch
                     floating[:, :, ::1] dA,           # OUT (T, B, 4H), scratch
-                    floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, H)
+                    floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, Hp), padded
                     floating[:, ::1] dc,              # IN dcT, OUT dc0 (B, H)
                     floating[:, :, ::1] dx,           # OUT (T, B, I)
                     floating[:, ::1] dWx,             # OUT (I, 4H)
@@ -178,19 +196,22 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[::1] db,                 # OUT (4H,), zeroed
                     int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t G = 4 * H, t, s, r, p, j0, j1
+    cdef Py_ssize_t U = panel_units(&Wh[0, 0]), nb = (H + U - 1) // U
+    cdef Py_ssize_t G = 4 * H, t, s, r, p, q0, q1, j0, j1
     cdef const floating* c_prev
-    cdef int P = step_threads(B, H, n_threads)
+    cdef int P = block_threads(B, H, U, n_threads)
+    pack_unit_panels(&Wh[0, 0], &WhTp[0], H, G, P)
     # Region t (T down to 0) finishes step t, dh_{t-1} = dA_t Wh.T for the thread's
     # units, then starts step t-1 with 3., which needs only those units of dh_{t-1}:
     # one barrier per step.
     for t in range(T, -1, -1):
         for p in prange(P, schedule='static', num_threads=P):
-            j0 = span_lo(H, P, p)
-            j1 = span_lo(H, P, p + 1)
+            q0 = span_lo(nb, P, p)
+            q1 = span_lo(nb, P, p + 1)
+            j0 = q0 * U
+            j1 = min(q1 * U, H)
             if t < T:
-                gemm(False, True, B, <int>(j1 - j0), G, 1, &dA[t, 0, 0], G, &Wh[j0, 0], G,
-                     0, &dh[0, j0], H)
+                step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, G, q0, q1, False)
             if t > 0:
                 # 3. dA_{t-1} from dh_{t-1}, dc_{t-1}
                 s = t - 1
@@ -198,9 +219,8 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                 for r in range(B):
                     _gates_row_backward(&gates[s, r, j0], &c[s, r, j0], &c_prev[r * H + j0],
                                         &dh[r, j0], &dy[s, r, j0], &dc[r, j0],
-                                        &dA[s, r, j0], j1 - j0, H)
-    # 4. dWx, dWh, dx as GEMMs over all T*B rows; the bias gradients as column sums
+                                        &dA[s, r, j0], &db[j0], j1 - j0, H)
+    # 4. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
                  &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], T, B, I, H, 4,
                  n_threads)
-    add_column_sums_split(&db[0], &dA[0, 0, 0], T * B, G, n_threads)

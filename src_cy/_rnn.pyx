@@ -3,35 +3,41 @@
 
 Same numbers as fastlstm.reference.rnn_forward / rnn_backward; the schedule is the
 one of _lstm.pyx with a single gate block:
-  forward  1. A = X Wx + b, one GEMM;  2. per step A_t += h_{t-1} Wh, h_t = tanh(A_t)
-  backward 3. per step dA_t = (dh_t + dy_t)(1 - h_t^2), dh_{t-1} = dA_t Wh.T
-           4. dWx, dWh, dx single GEMMs after the loop, db a column sum
-Per step, thread p owns the hidden units [j0, j1).
+  forward  1. A = X Wx + b, one GEMM;  2. per step h_t = tanh(A_t + h_{t-1} Wh)
+  backward 3. per step dA_t = (dh_t + dy_t)(1 - h_t^2), summed into db;
+              dh_{t-1} = dA_t Wh.T
+           4. dWx, dWh, dx single GEMMs after the loop
+Per step, thread p owns the hidden units [j0, j1), whole blocks of U (one SIMD
+vector), with Wh's columns (forward) and rows (backward) for them packed into
+panels before the loop (_common.pxd).
 """
 import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport (tanh_, gemm, span_lo, step_threads, input_projection,
-                      weight_grads, add_column_sums_split)
+from _common cimport (tanh_, span_lo, input_projection, panel_units, padded_units,
+                      block_threads, pack_gate_panels, pack_unit_panels, step_gemm,
+                      step_grad_gemm, weight_grads)
 
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
 
-cdef inline void _tanh_row(floating* a, Py_ssize_t n) noexcept nogil:
+cdef inline void _tanh_row(floating* a, const floating* s, Py_ssize_t n) noexcept nogil:
+    """a = tanh(a + s) over n units."""
     cdef Py_ssize_t j
     for j in range(n):
-        a[j] = tanh_(a[j])
+        a[j] = tanh_(a[j] + s[j])
 
 
 cdef inline void _tanh_row_backward(const floating* h, const floating* dh,
-                                    const floating* dy, floating* da,
+                                    const floating* dy, floating* da, floating* db,
                                     Py_ssize_t n) noexcept nogil:
-    """da = (dh + dy) * (1 - h^2) over n units."""
+    """da = (dh + dy) * (1 - h^2) over n units, added to db."""
     cdef Py_ssize_t j
     cdef floating one = 1
     for j in range(n):
         da[j] = (dh[j] + dy[j]) * (one - h[j] * h[j])
+        db[j] += da[j]
 
 
 def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
@@ -45,9 +51,12 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     dtype = np.float32 if floating is float else np.float64
     y = np.empty((T, B, H), dtype=dtype)
     cdef floating[:, :, ::1] y_ = y
+    cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
+    cdef floating[::1] Whp = np.empty(H * Hp, dtype=dtype)
+    cdef floating[::1] S = np.empty(B * Hp, dtype=dtype)
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:
-        _forward(x, Wx, Wh, b, h0, y_, nt)
+        _forward(x, Wx, Wh, b, h0, Whp, S, y_, nt)
     cache = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y)
     return y, y[T - 1].copy(), cache
 
@@ -57,24 +66,30 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    const floating[:, ::1] Wh,        # IN  (H, H)
                    const floating[::1] b,            # IN  (H,)
                    const floating[:, ::1] h0,        # IN  (B, H)
+                   floating[::1] Whp,                # OUT (H*Hp,), Wh's panels, scratch
+                   floating[::1] S,                  # OUT (B*Hp,), h_{t-1} Wh, scratch
                    floating[:, :, ::1] y,            # OUT (T, B, H), also holds A
                    int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t t, r, p, j0, j1
+    cdef Py_ssize_t U = panel_units(&Wh[0, 0]), nb = (H + U - 1) // U
+    cdef Py_ssize_t t, r, p, q0, q1, j0, j1, n
     cdef const floating* h_prev
-    cdef int P = step_threads(B, H, n_threads)
+    cdef int P = block_threads(B, H, U, n_threads)
     # 1. A = X Wx + b, written into y and turned into h in place
     input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &y[0, 0, 0], T * B, I, H, n_threads)
+    pack_gate_panels(&Wh[0, 0], &Whp[0], H, 1, H, P)
     for t in range(T):
         h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
         for p in prange(P, schedule='static', num_threads=P):
-            j0 = span_lo(H, P, p)
-            j1 = span_lo(H, P, p + 1)
-            # 2. A_t[:, j0:j1] += h_{t-1} Wh[:, j0:j1];  h_t = tanh(A_t)
-            gemm(False, False, B, <int>(j1 - j0), H, 1, h_prev, H, &Wh[0, j0], H, 1,
-                 &y[t, 0, j0], H)
+            q0 = span_lo(nb, P, p)
+            q1 = span_lo(nb, P, p + 1)
+            j0 = q0 * U
+            j1 = min(q1 * U, H)
+            n = (q1 - q0) * U
+            # 2. S = h_{t-1} Wh for the thread's units;  h_t = tanh(A_t + S)
+            step_gemm(h_prev, &Whp[0], &S[B * j0], B, H, 1, q0, q1)
             for r in range(B):
-                _tanh_row(&y[t, r, j0], j1 - j0)
+                _tanh_row(&y[t, r, j0], &S[B * j0 + r * n], j1 - j0)
 
 
 def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
@@ -91,7 +106,10 @@ def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     dWx = np.empty((I, H), dtype=dtype)
     dWh = np.empty((H, H), dtype=dtype)
     db = np.zeros(H, dtype=dtype)
-    dh = np.array(dhT, dtype=dtype)
+    cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
+    dh = np.zeros((B, Hp), dtype=dtype)
+    dh[:, :H] = dhT
+    cdef floating[::1] WhTp = np.empty(Hp * H, dtype=dtype)
     dA = np.empty((T, B, H), dtype=dtype)
     cdef floating[:, :, ::1] dA_, dx_
     cdef floating[:, ::1] dh_, dWx_, dWh_
@@ -99,8 +117,8 @@ def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     dA_, dx_, dh_, dWx_, dWh_, db_ = dA, dx, dh, dWx, dWh, db
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:
-        _backward(x, Wx, Wh, h0, y, dy, dA_, dh_, dx_, dWx_, dWh_, db_, nt)
-    return dx, dWx, dWh, db, dh
+        _backward(x, Wx, Wh, h0, y, dy, WhTp, dA_, dh_, dx_, dWx_, dWh_, db_, nt)
+    return dx, dWx, dWh, db, np.ascontiguousarray(dh[:, :H])
 
 
 cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
@@ -109,33 +127,36 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     const floating[:, ::1] h0,        # IN  (B, H)
                     const floating[:, :, ::1] y,      # IN  (T, B, H)
                     const floating[:, :, ::1] dy,     # IN  (T, B, H)
+                    floating[::1] WhTp,               # OUT (Hp*H,), Wh's panels, scratch
                     floating[:, :, ::1] dA,           # OUT (T, B, H), scratch
-                    floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, H)
+                    floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, Hp), padded
                     floating[:, :, ::1] dx,           # OUT (T, B, I)
                     floating[:, ::1] dWx,             # OUT (I, H)
                     floating[:, ::1] dWh,             # OUT (H, H)
                     floating[::1] db,                 # OUT (H,), zeroed
                     int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t t, s, r, p, j0, j1
-    cdef int P = step_threads(B, H, n_threads)
+    cdef Py_ssize_t U = panel_units(&Wh[0, 0]), nb = (H + U - 1) // U
+    cdef Py_ssize_t t, s, r, p, q0, q1, j0, j1
+    cdef int P = block_threads(B, H, U, n_threads)
+    pack_unit_panels(&Wh[0, 0], &WhTp[0], H, H, P)
     # Region t finishes step t (dh_{t-1} = dA_t Wh.T for the thread's units) and
     # starts step t-1, which needs only those units: one barrier per step.
     for t in range(T, -1, -1):
         for p in prange(P, schedule='static', num_threads=P):
-            j0 = span_lo(H, P, p)
-            j1 = span_lo(H, P, p + 1)
+            q0 = span_lo(nb, P, p)
+            q1 = span_lo(nb, P, p + 1)
+            j0 = q0 * U
+            j1 = min(q1 * U, H)
             if t < T:
-                gemm(False, True, B, <int>(j1 - j0), H, 1, &dA[t, 0, 0], H, &Wh[j0, 0], H,
-                     0, &dh[0, j0], H)
+                step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, H, q0, q1, False)
             if t > 0:
                 # 3. dA_{t-1} = (dh_{t-1} + dy_{t-1}) * (1 - h_{t-1}^2)
                 s = t - 1
                 for r in range(B):
                     _tanh_row_backward(&y[s, r, j0], &dh[r, j0], &dy[s, r, j0],
-                                       &dA[s, r, j0], j1 - j0)
-    # 4. dWx, dWh, dx as GEMMs over all T*B rows; the bias gradients as column sums
+                                       &dA[s, r, j0], &db[j0], j1 - j0)
+    # 4. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
                  &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], T, B, I, H, 1,
                  n_threads)
-    add_column_sums_split(&db[0], &dA[0, 0, 0], T * B, H, n_threads)
