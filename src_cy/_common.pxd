@@ -47,6 +47,14 @@ cdef inline floating tanh_(floating a) noexcept nogil:
         return tanh(a)
 
 
+cdef inline void add_row(floating* acc, const floating* a, Py_ssize_t n) noexcept nogil:
+    """acc[:n] += a[:n]; a loop of its own, which vectorises where a fused pass with
+    many streams would exceed gcc's run-time alias checks."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        acc[j] += a[j]
+
+
 cdef inline void fill_rows(floating* A, const floating* row, Py_ssize_t n_rows,
                            Py_ssize_t n_cols) noexcept nogil:
     """A[r, :] = row for every r < n_rows; A is (n_rows, n_cols) row-major."""

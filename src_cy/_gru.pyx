@@ -21,7 +21,7 @@ from cython.parallel cimport prange
 
 from _common cimport (sigmoid, tanh_, span_lo, input_projection, panel_units,
                       padded_units, block_threads, pack_gate_panels, pack_unit_panels,
-                      step_gemm, step_grad_gemm, weight_grads)
+                      step_gemm, step_grad_gemm, weight_grads, add_row)
 
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
@@ -56,7 +56,7 @@ cdef inline void _gates_row_backward(const floating* a, const floating* hn,
     (blocks H apart), hn, h_{t-1}, dy_t and dh_t, write dAX_t, dAH_t (blocks H
     apart), add them to dbx, dbh (blocks H apart) and write the direct term
     z * (dh_t + dy_t) of dh_{t-1} into dh."""
-    cdef Py_ssize_t j
+    cdef Py_ssize_t j, k
     cdef floating one = 1, r_, z_, n_, dh_, dan, dar, daz
     for j in range(n):
         r_ = a[j]
@@ -72,13 +72,10 @@ cdef inline void _gates_row_backward(const floating* a, const floating* hn,
         dah[j] = dar
         dah[H + j] = daz
         dah[2 * H + j] = dan * r_
-        dbx[j] += dar
-        dbx[H + j] += daz
-        dbx[2 * H + j] += dan
-        dbh[j] += dar
-        dbh[H + j] += daz
-        dbh[2 * H + j] += dan * r_
         dh[j] = dh_ * z_
+    for k in range(3):
+        add_row(dbx + k * H, dax + k * H, n)
+        add_row(dbh + k * H, dah + k * H, n)
 
 
 def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,

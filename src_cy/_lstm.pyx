@@ -19,7 +19,7 @@ from cython.parallel cimport prange
 
 from _common cimport (sigmoid, tanh_, span_lo, input_projection, panel_units,
                       padded_units, block_threads, pack_gate_panels, pack_unit_panels,
-                      step_gemm, step_grad_gemm, weight_grads)
+                      step_gemm, step_grad_gemm, weight_grads, add_row)
 
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
@@ -54,8 +54,8 @@ cdef inline void _gates_row_backward(const floating* a, const floating* c,
     (blocks H apart), c_t, c_{t-1}, dh_t (without dy_t), dy_t and dc_t, write dA_t
     into da (blocks H apart), add it to db (blocks H apart) and write dc_{t-1}
     into dc."""
-    cdef Py_ssize_t j
-    cdef floating one = 1, i_, f_, g_, o_, tanh_c, dh_, dc_, da_i, da_f, da_g, da_o
+    cdef Py_ssize_t j, k
+    cdef floating one = 1, i_, f_, g_, o_, tanh_c, dh_, dc_
     for j in range(n):
         i_ = a[j]
         f_ = a[H + j]
@@ -64,19 +64,13 @@ cdef inline void _gates_row_backward(const floating* a, const floating* c,
         tanh_c = tanh_(c[j])
         dh_ = dh[j] + dy[j]
         dc_ = dc[j] + dh_ * o_ * (one - tanh_c * tanh_c)
-        da_i = dc_ * g_ * i_ * (one - i_)
-        da_f = dc_ * c_prev[j] * f_ * (one - f_)
-        da_g = dc_ * i_ * (one - g_ * g_)
-        da_o = dh_ * tanh_c * o_ * (one - o_)
-        da[j] = da_i
-        da[H + j] = da_f
-        da[2 * H + j] = da_g
-        da[3 * H + j] = da_o
-        db[j] += da_i
-        db[H + j] += da_f
-        db[2 * H + j] += da_g
-        db[3 * H + j] += da_o
+        da[j] = dc_ * g_ * i_ * (one - i_)
+        da[H + j] = dc_ * c_prev[j] * f_ * (one - f_)
+        da[2 * H + j] = dc_ * i_ * (one - g_ * g_)
+        da[3 * H + j] = dh_ * tanh_c * o_ * (one - o_)
         dc[j] = dc_ * f_
+    for k in range(4):
+        add_row(db + k * H, da + k * H, n)
 
 
 def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,

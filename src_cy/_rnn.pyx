@@ -17,7 +17,7 @@ from cython.parallel cimport prange
 
 from _common cimport (tanh_, span_lo, input_projection, panel_units, padded_units,
                       block_threads, pack_gate_panels, pack_unit_panels, step_gemm,
-                      step_grad_gemm, weight_grads)
+                      step_grad_gemm, weight_grads, add_row)
 
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
@@ -37,7 +37,7 @@ cdef inline void _tanh_row_backward(const floating* h, const floating* dh,
     cdef floating one = 1
     for j in range(n):
         da[j] = (dh[j] + dy[j]) * (one - h[j] * h[j])
-        db[j] += da[j]
+    add_row(db, da, n)
 
 
 def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
