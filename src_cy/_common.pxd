@@ -171,16 +171,20 @@ cdef inline void pack_gate_panels(const floating* W, floating* Wp, Py_ssize_t K,
     panel at Wp + (q*G + k)*K*U: columns k*H + q*U + u of W, zero past unit H.
     Thread p packs its own blocks (first touch puts them near its core)."""
     cdef Py_ssize_t U = panel_units(W), nb = (H + U - 1) // U
-    cdef Py_ssize_t p, q, k, r, u, j
+    cdef Py_ssize_t p, q, k, r, u, w
     cdef floating* panel
+    cdef const floating* row
     for p in prange(P, schedule='static', num_threads=P):
         for q in range(span_lo(nb, P, p), span_lo(nb, P, p + 1)):
+            w = min(U, H - q * U)
             for k in range(G):
                 panel = Wp + (q * G + k) * K * U
                 for r in range(K):
-                    for u in range(U):
-                        j = q * U + u
-                        panel[r * U + u] = W[r * G * H + k * H + j] if j < H else 0
+                    row = W + r * G * H + k * H + q * U
+                    for u in range(w):
+                        panel[r * U + u] = row[u]
+                    for u in range(w, U):
+                        panel[r * U + u] = 0
 
 
 cdef inline void pack_unit_panels(const floating* W, floating* Wp, Py_ssize_t H,
@@ -188,15 +192,17 @@ cdef inline void pack_unit_panels(const floating* W, floating* Wp, Py_ssize_t H,
     """Wp := W (H, N) as panels for dA @ W.T. Unit block q is the (N, U) panel at
     Wp + q*N*U: rows q*U + u of W as its columns, zero past unit H."""
     cdef Py_ssize_t U = panel_units(W), nb = (H + U - 1) // U
-    cdef Py_ssize_t p, q, k, u, j
+    cdef Py_ssize_t p, q, k, u, w
     cdef floating* panel
     for p in prange(P, schedule='static', num_threads=P):
         for q in range(span_lo(nb, P, p), span_lo(nb, P, p + 1)):
             panel = Wp + q * N * U
-            for u in range(U):
-                j = q * U + u
-                for k in range(N):
-                    panel[k * U + u] = W[j * N + k] if j < H else 0
+            w = min(U, H - q * U)
+            for k in range(N):
+                for u in range(w):
+                    panel[k * U + u] = W[(q * U + u) * N + k]
+                for u in range(w, U):
+                    panel[k * U + u] = 0
 
 
 cdef inline void step_gemm(const floating* h, const floating* Wp, floating* S,
