@@ -125,8 +125,9 @@ cdef inline void gemm_split_cols(bint trans_a, Py_ssize_t M, Py_ssize_t N, Py_ss
 # ------------------------------------------------- the per-step recurrent products
 # Weight-stationary (DESIGN.md section 4): Wh is packed once per call into panels of
 # U = one vector of columns (src_cy/panel_gemm.h), and hidden units go to threads in
-# whole blocks of U. Thread p owns the unit blocks [q0, q1) = block_span(...), so its
-# panels stay in its own cache for all T steps.
+# whole blocks of U. Of the nb = ceil(H / U) blocks, thread p owns [q0, q1) with
+# q0 = span_lo(nb, P, p), q1 = span_lo(nb, P, p + 1), so its panels stay in its own
+# cache for all T steps.
 
 cdef extern from "panel_gemm.h" nogil:
     const int FL_VBYTES
