@@ -6,6 +6,7 @@ functional API) -> layers, model, losses, optim -> train -> io, text, cli.
 """
 from ._version import __version__
 from . import data, diagnostics, losses, ops
+from ._buffers import release_memory
 from ._threads import get_num_threads, set_num_threads, threads
 from .backends import available_backends
 from .io import load, save
@@ -16,6 +17,6 @@ from .text import CharLM, Vocab
 from .train import History, StepInfo, TrainingDiverged, train
 
 __all__ = ["__version__", "ops", "data", "diagnostics", "losses", "available_backends", "get_num_threads",
-           "set_num_threads", "threads", "Embedding", "Dense", "RNN", "LSTM", "GRU",
+           "set_num_threads", "threads", "release_memory", "Embedding", "Dense", "RNN", "LSTM", "GRU",
            "Model", "SGD", "Adam", "clip_grads", "train", "History", "StepInfo",
            "TrainingDiverged", "save", "load", "CharLM", "Vocab"]

@@ -23,6 +23,7 @@ from _common cimport (sigmoid, tanh_, span_lo, input_projection, panel_units,
                       padded_units, block_threads, pack_gate_panels, pack_unit_panels,
                       step_gemm, step_grad_gemm, weight_grads, add_row)
 
+from fastlstm._buffers import empty, zeros
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
 
@@ -88,12 +89,12 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
-    y = np.empty((T, B, H), dtype=dtype)
-    gates = np.empty((T, B, 3 * H), dtype=dtype)
-    hn = np.empty((T, B, H), dtype=dtype)
+    y = empty((T, B, H), dtype)
+    gates = empty((T, B, 3 * H), dtype)
+    hn = empty((T, B, H), dtype)
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
-    cdef floating[::1] Whp = np.empty(H * 3 * Hp, dtype=dtype)
-    cdef floating[::1] AH = np.empty(B * 3 * Hp, dtype=dtype)
+    cdef floating[::1] Whp = empty(H * 3 * Hp, dtype)
+    cdef floating[::1] AH = empty(B * 3 * Hp, dtype)
     cdef floating[:, :, ::1] y_, gates_, hn_
     y_, gates_, hn_ = y, gates, hn
     cdef int nt = get_num_threads() if n_threads is None else n_threads
@@ -150,17 +151,17 @@ def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef const floating[:, :, ::1] hn = cache["hn"]
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
-    dx = np.empty((T, B, I), dtype=dtype)
-    dWx = np.empty((I, 3 * H), dtype=dtype)
-    dWh = np.empty((H, 3 * H), dtype=dtype)
-    dbx = np.zeros(3 * H, dtype=dtype)
-    dbh = np.zeros(3 * H, dtype=dtype)
+    dx = empty((T, B, I), dtype)
+    dWx = empty((I, 3 * H), dtype)
+    dWh = empty((H, 3 * H), dtype)
+    dbx = zeros(3 * H, dtype)
+    dbh = zeros(3 * H, dtype)
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
-    dh = np.zeros((B, Hp), dtype=dtype)
+    dh = zeros((B, Hp), dtype)
     dh[:, :H] = dhT
-    cdef floating[::1] WhTp = np.empty(Hp * 3 * H, dtype=dtype)
-    cdef floating[:, :, ::1] dAX = np.empty((T, B, 3 * H), dtype=dtype)
-    cdef floating[:, :, ::1] dAH = np.empty((T, B, 3 * H), dtype=dtype)
+    cdef floating[::1] WhTp = empty(Hp * 3 * H, dtype)
+    cdef floating[:, :, ::1] dAX = empty((T, B, 3 * H), dtype)
+    cdef floating[:, :, ::1] dAH = empty((T, B, 3 * H), dtype)
     cdef floating[:, :, ::1] dx_
     cdef floating[:, ::1] dh_, dWx_, dWh_
     cdef floating[::1] dbx_, dbh_

@@ -21,6 +21,7 @@ from _common cimport (sigmoid, tanh_, span_lo, input_projection, panel_units,
                       padded_units, block_threads, pack_gate_panels, pack_unit_panels,
                       step_gemm, step_grad_gemm, weight_grads, add_row)
 
+from fastlstm._buffers import empty, zeros
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
 
@@ -83,14 +84,14 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
-    y = np.empty((T, B, H), dtype=dtype)
-    c = np.empty((T, B, H), dtype=dtype)
-    gates = np.empty((T, B, 4 * H), dtype=dtype)
+    y = empty((T, B, H), dtype)
+    c = empty((T, B, H), dtype)
+    gates = empty((T, B, 4 * H), dtype)
     cdef floating[:, :, ::1] y_, c_, gates_
     y_, c_, gates_ = y, c, gates
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
-    cdef floating[::1] Whp = np.empty(H * 4 * Hp, dtype=dtype)
-    cdef floating[::1] S = np.empty(B * 4 * Hp, dtype=dtype)
+    cdef floating[::1] Whp = empty(H * 4 * Hp, dtype)
+    cdef floating[::1] S = empty(B * 4 * Hp, dtype)
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:
         _forward(x, Wx, Wh, b, h0, c0, Whp, S, y_, c_, gates_, nt)
@@ -150,19 +151,19 @@ def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::
     cdef const floating[:, :, ::1] gates = cache["gates"]
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
-    dx = np.empty((T, B, I), dtype=dtype)
-    dWx = np.empty((I, 4 * H), dtype=dtype)
-    dWh = np.empty((H, 4 * H), dtype=dtype)
-    db = np.zeros(4 * H, dtype=dtype)
+    dx = empty((T, B, I), dtype)
+    dWx = empty((I, 4 * H), dtype)
+    dWh = empty((H, 4 * H), dtype)
+    db = zeros(4 * H, dtype)
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
-    dh = np.zeros((B, Hp), dtype=dtype)
+    dh = zeros((B, Hp), dtype)
     dh[:, :H] = dhT
     dc = np.array(dcT, dtype=dtype)
-    dA = np.empty((T, B, 4 * H), dtype=dtype)
+    dA = empty((T, B, 4 * H), dtype)
     cdef floating[:, :, ::1] dA_, dx_
     cdef floating[:, ::1] dh_, dc_, dWx_, dWh_
     cdef floating[::1] db_
-    cdef floating[::1] WhTp = np.empty(Hp * 4 * H, dtype=dtype)
+    cdef floating[::1] WhTp = empty(Hp * 4 * H, dtype)
     dA_, dx_, dh_, dc_, dWx_, dWh_, db_ = dA, dx, dh, dc, dWx, dWh, db
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:

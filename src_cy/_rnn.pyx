@@ -19,6 +19,7 @@ from _common cimport (tanh_, span_lo, input_projection, panel_units, padded_unit
                       block_threads, pack_gate_panels, pack_unit_panels, step_gemm,
                       step_grad_gemm, weight_grads, add_row)
 
+from fastlstm._buffers import empty, zeros
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
 
@@ -49,11 +50,11 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
-    y = np.empty((T, B, H), dtype=dtype)
+    y = empty((T, B, H), dtype)
     cdef floating[:, :, ::1] y_ = y
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
-    cdef floating[::1] Whp = np.empty(H * Hp, dtype=dtype)
-    cdef floating[::1] S = np.empty(B * Hp, dtype=dtype)
+    cdef floating[::1] Whp = empty(H * Hp, dtype)
+    cdef floating[::1] S = empty(B * Hp, dtype)
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:
         _forward(x, Wx, Wh, b, h0, Whp, S, y_, nt)
@@ -102,15 +103,15 @@ def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef const floating[:, :, ::1] y = cache["y"]
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
-    dx = np.empty((T, B, I), dtype=dtype)
-    dWx = np.empty((I, H), dtype=dtype)
-    dWh = np.empty((H, H), dtype=dtype)
-    db = np.zeros(H, dtype=dtype)
+    dx = empty((T, B, I), dtype)
+    dWx = empty((I, H), dtype)
+    dWh = empty((H, H), dtype)
+    db = zeros(H, dtype)
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
-    dh = np.zeros((B, Hp), dtype=dtype)
+    dh = zeros((B, Hp), dtype)
     dh[:, :H] = dhT
-    cdef floating[::1] WhTp = np.empty(Hp * H, dtype=dtype)
-    dA = np.empty((T, B, H), dtype=dtype)
+    cdef floating[::1] WhTp = empty(Hp * H, dtype)
+    dA = empty((T, B, H), dtype)
     cdef floating[:, :, ::1] dA_, dx_
     cdef floating[:, ::1] dh_, dWx_, dWh_
     cdef floating[::1] db_

@@ -8,6 +8,7 @@ These wrappers allocate and call, like the Cython drivers; shapes are trusted
 import numba
 import numpy as np
 
+from .._buffers import empty
 from .._threads import get_num_threads, single_threaded_blas
 from . import gru, lstm, rnn
 from .common import weight_grads
@@ -21,14 +22,14 @@ def _threads():
 
 def rnn_forward(x, Wx, Wh, b, h0):
     T, B, _ = x.shape
-    y = np.empty((T, B, Wh.shape[0]), dtype=x.dtype)
+    y = empty((T, B, Wh.shape[0]), x.dtype)
     with single_threaded_blas():
         rnn.forward(x, Wx, Wh, b, h0, y, _threads())
     return y, y[-1].copy(), dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y)
 
 
 def rnn_backward(cache, dy, dhT):
-    dA = np.empty_like(dy)
+    dA = empty(dy.shape, dy.dtype)
     dh = dhT.copy()
     with single_threaded_blas():
         n = _threads()
@@ -40,9 +41,9 @@ def rnn_backward(cache, dy, dhT):
 def lstm_forward(x, Wx, Wh, b, h0, c0):
     T, B, _ = x.shape
     H = Wh.shape[0]
-    y = np.empty((T, B, H), dtype=x.dtype)
-    c = np.empty((T, B, H), dtype=x.dtype)
-    gates = np.empty((T, B, 4 * H), dtype=x.dtype)
+    y = empty((T, B, H), x.dtype)
+    c = empty((T, B, H), x.dtype)
+    gates = empty((T, B, 4 * H), x.dtype)
     with single_threaded_blas():
         lstm.forward(x, Wx, Wh, b, h0, c0, y, c, gates, _threads())
     cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, c0=c0, y=y, c=c, gates=gates)
@@ -50,7 +51,7 @@ def lstm_forward(x, Wx, Wh, b, h0, c0):
 
 
 def lstm_backward(cache, dy, dhT, dcT):
-    dA = np.empty(cache["gates"].shape, dtype=dy.dtype)
+    dA = empty(cache["gates"].shape, dy.dtype)
     dh, dc = dhT.copy(), dcT.copy()
     with single_threaded_blas():
         n = _threads()
@@ -62,17 +63,17 @@ def lstm_backward(cache, dy, dhT, dcT):
 def gru_forward(x, Wx, Wh, bx, bh, h0):
     T, B, _ = x.shape
     H = Wh.shape[0]
-    y = np.empty((T, B, H), dtype=x.dtype)
-    hn = np.empty((T, B, H), dtype=x.dtype)
-    gates = np.empty((T, B, 3 * H), dtype=x.dtype)
+    y = empty((T, B, H), x.dtype)
+    hn = empty((T, B, H), x.dtype)
+    gates = empty((T, B, 3 * H), x.dtype)
     with single_threaded_blas():
         gru.forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, _threads())
     return y, y[-1].copy(), dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, gates=gates, hn=hn)
 
 
 def gru_backward(cache, dy, dhT):
-    dAX = np.empty(cache["gates"].shape, dtype=dy.dtype)
-    dAH = np.empty_like(dAX)
+    dAX = empty(cache["gates"].shape, dy.dtype)
+    dAH = empty(dAX.shape, dAX.dtype)
     dh = dhT.copy()
     with single_threaded_blas():
         n = _threads()

@@ -1,0 +1,132 @@
+"""Arrays for the kernels' outputs, caches and scratch, on reused memory.
+
+A train step at T=100, B=256, H=512 allocates about 600 MB (gate caches, dA, y,
+c, dx). Fresh memory comes from the kernel as untouched pages, and the first
+write to each page faults and zeroes it: that took a quarter of the forward's
+time at that shape (bench/RESULTS.md, 2026-11-23). Training calls the kernels
+with the same shapes step after step, so the memory of the arrays that died
+since can serve the next call instead.
+
+Each block of memory is exposed through one _Owner object, and every array made
+from a block (views, slices, memoryviews of those) keeps that owner alive. A
+block is reused only once its owner has died, which a weak reference tells: an
+array that is still reachable is never overwritten.
+"""
+import math
+import threading
+import weakref
+
+import numpy as np
+
+# Below this, numpy and malloc serve allocations from memory already mapped.
+MIN_BYTES = 1 << 20
+
+
+class _Owner:
+    """Presents a block as one array of the given shape and dtype."""
+
+    __slots__ = ("block", "__array_interface__", "__weakref__")
+
+    def __init__(self, block, shape, dtype):
+        self.block = block
+        self.__array_interface__ = dict(version=3, shape=shape, typestr=dtype.str,
+                                        data=(block.ctypes.data, False))
+
+
+def _dead():
+    return None
+
+
+class _Block:
+    """Memory for one array at a time; `owner` is a weak reference to the _Owner of
+    the arrays made from it, or _dead."""
+
+    __slots__ = ("mem", "owner")
+
+    def __init__(self, nbytes):
+        self.mem = np.empty(nbytes, np.uint8)
+        self.owner = _dead
+
+    def free(self):
+        return self.owner() is None
+
+
+class _Pool:
+    """Blocks, least recently handed out first."""
+
+    def __init__(self):
+        self._blocks = []
+        self._peak = 0
+        self._lock = threading.Lock()
+
+    def empty(self, shape, dtype):
+        dtype = np.dtype(dtype)
+        shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(n) for n in shape)
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes < MIN_BYTES:
+            return np.empty(shape, dtype)
+        with self._lock:
+            block = next((k for k in self._blocks if k.mem.nbytes == nbytes and k.free()),
+                         None)
+            if block is None:
+                block = _Block(nbytes)
+            else:
+                self._blocks.remove(block)
+            owner = _Owner(block.mem, shape, dtype)
+            block.owner = weakref.ref(owner)
+            self._blocks.append(block)
+            self._trim()
+        return np.asarray(owner)
+
+    def _trim(self):
+        """Keep free blocks of at most the largest total ever in use at once, so
+        the pool at most doubles the memory a steady workload needs; the least
+        recently used go first."""
+        free = [k for k in self._blocks if k.free()]
+        free_bytes = sum(k.mem.nbytes for k in free)
+        live_bytes = sum(k.mem.nbytes for k in self._blocks) - free_bytes
+        self._peak = max(self._peak, live_bytes)
+        for k in free:
+            if free_bytes <= self._peak:
+                break
+            self._blocks.remove(k)
+            free_bytes -= k.mem.nbytes
+
+    def release(self):
+        """Drop every free block (arrays still in use keep theirs)."""
+        with self._lock:
+            self._blocks = [k for k in self._blocks if not k.free()]
+            self._peak = 0
+
+    def held_bytes(self):
+        """Bytes in the pool's blocks, in use or free."""
+        with self._lock:
+            return sum(k.mem.nbytes for k in self._blocks)
+
+
+_pool = _Pool()
+
+
+def empty(shape, dtype):
+    """Like np.empty(shape, dtype): C-contiguous, writeable, contents undefined."""
+    return _pool.empty(shape, dtype)
+
+
+def zeros(shape, dtype):
+    """Like np.zeros(shape, dtype)."""
+    a = _pool.empty(shape, dtype)
+    a.fill(0)
+    return a
+
+
+def release_memory():
+    """Give back the memory fastlstm keeps for reuse between kernel calls.
+
+    The kernels reuse the memory of their earlier outputs and caches once every
+    array on it has been dropped. This frees those idle blocks now, e.g. after
+    training, before other memory-hungry work.
+    """
+    _pool.release()
+
+
+held_bytes = _pool.held_bytes
