@@ -10,6 +10,7 @@ ratio torch / backend (above 1: faster than torch). FLOPs counted: forward
 2*T*B*G*H*(I+H); train step three times that.
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ import time
 import numpy as np
 
 import fastlstm
-from fastlstm import ops
+from fastlstm import _buffers, ops
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 SHAPES = [(1, 128), (16, 256), (64, 256), (64, 512), (256, 512)]
@@ -37,7 +38,10 @@ def make_inputs(cell, T, B, I, H, dtype, seed=0):
 
 
 def fastlstm_calls(cell, backend, p):
-    """(forward, train_step) closures for a fastlstm backend."""
+    """(forward, train_step) closures for a fastlstm backend; "cython+fresh" is the
+    Cython backend on newly allocated arrays at every call (no memory reuse)."""
+    backend, _, fresh = backend.partition("+")
+    memory = _buffers.fresh_memory if fresh else contextlib.nullcontext
     fwd = getattr(ops, f"{cell}_forward")
     bwd = getattr(ops, f"{cell}_backward")
     args = {"rnn": ("x", "Wx", "Wh", "b", "h0"), "lstm": ("x", "Wx", "Wh", "b", "h0", "c0"),
@@ -45,11 +49,13 @@ def fastlstm_calls(cell, backend, p):
     fargs = [p[k] for k in args]
 
     def forward():
-        return fwd(*fargs, backend=backend)
+        with memory():
+            return fwd(*fargs, backend=backend)
 
     def train_step():
-        cache = fwd(*fargs, backend=backend)[-1]
-        return bwd(cache, p["dy"], backend=backend)
+        with memory():
+            cache = fwd(*fargs, backend=backend)[-1]
+            return bwd(cache, p["dy"], backend=backend)
 
     return forward, train_step
 
@@ -139,6 +145,9 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--fresh-memory", action="store_true",
+                    help="also time each backend B as B+fresh: new arrays at every "
+                    "call instead of reused memory")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--isolate", action="store_true",
                     help="time each peer in a process of its own (still interleaved), "
@@ -148,6 +157,8 @@ def main(argv=None):
     backends = args.backends or fastlstm.available_backends()
     shapes = [tuple(map(int, s.split(","))) for s in args.shapes] if args.shapes else SHAPES
     peers = list(backends)
+    if args.fresh_memory:
+        peers += [f"{b}+fresh" for b in backends if b != "numpy"]
     if not args.no_torch:
         try:
             import torch

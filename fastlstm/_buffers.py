@@ -12,6 +12,7 @@ from a block (views, slices, memoryviews of those) keeps that owner alive. A
 block is reused only once its owner has died, which a weak reference tells: an
 array that is still reachable is never overwritten.
 """
+import contextlib
 import math
 import threading
 import weakref
@@ -130,3 +131,15 @@ def release_memory():
 
 
 held_bytes = _pool.held_bytes
+
+
+@contextlib.contextmanager
+def fresh_memory():
+    """Within the block, every array is a new np.empty (bench/bench_kernels.py
+    times the kernels this way against reuse)."""
+    global MIN_BYTES
+    saved, MIN_BYTES = MIN_BYTES, float("inf")
+    try:
+        yield
+    finally:
+        MIN_BYTES = saved

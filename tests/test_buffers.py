@@ -98,3 +98,10 @@ def test_kernels_on_reused_memory_equal_reference(backend, cell, monkeypatch):
     for _ in range(2):  # the second round runs on blocks freed by the first
         assert_same(run(cell, "numpy", p2, g2), run(cell, backend, p2, g2), np.float64)
     assert_same(kept, first, np.float64)
+
+
+def test_fresh_memory_bypasses_the_pool():
+    with _buffers.fresh_memory():
+        a = _buffers.empty(BIG, np.float32)
+        assert a.flags.owndata and _buffers.held_bytes() == 0
+    assert not _buffers.empty(BIG, np.float32).flags.owndata
