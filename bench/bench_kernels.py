@@ -85,14 +85,18 @@ def torch_calls(cell, p):
 
 def best_ms(calls, repeat):
     """Minimum ms per call of each closure in calls {name: fn}, over `repeat` rounds
-    that take the closures in turn, so that machine noise hits them all alike."""
+    that take the closures in turn, so that machine noise hits them all alike. Each
+    round starts one closure further on: the one that runs after another's call
+    finds its data evicted from the caches, and none should always be that one."""
     for fn in calls.values():
         fn()  # warm-up: first-call costs (JIT, page faults) are not what we measure
+    names = list(calls)
     best = {name: float("inf") for name in calls}
-    for _ in range(repeat):
-        for name, fn in calls.items():
+    for i in range(repeat):
+        k = i % max(len(names), 1)
+        for name in names[k:] + names[:k]:
             t0 = time.perf_counter()
-            fn()
+            calls[name]()
             best[name] = min(best[name], time.perf_counter() - t0)
     return {name: 1e3 * t for name, t in best.items()}
 
