@@ -2,8 +2,8 @@
 
 A train step at T=100, B=256, H=512 allocates about 600 MB (gate caches, dA, y,
 c, dx). Fresh memory comes from the kernel as untouched pages, and the first
-write to each page faults and zeroes it: that took a quarter of the forward's
-time at that shape (bench/RESULTS.md, 2026-11-23). Training calls the kernels
+write to each page faults and zeroes it: `perf` put 9.5% of a forward at that
+shape in zeroing pages (bench/RESULTS.md, 2026-11-23 (later)). Training calls the kernels
 with the same shapes step after step, so the memory of the arrays that died
 since can serve the next call instead.
 

@@ -206,7 +206,7 @@ cdef inline void pack_unit_panels(const floating* W, floating* Wp, Py_ssize_t H,
             panel = Wp + q * N * U
             w = min(U, H - q * U)
             # U x U tiles, each row read a cache line at a time; column by column,
-            # the U rows, 4H apart, evicted each other's lines from L1 (a T=1
+            # the U rows, N apart, evicted each other's lines from L1 (a T=1
             # backward at B=16, H=512 took 5.0 ms, now 2.9).
             for kb in range((N + U - 1) // U):
                 k0 = kb * U
