@@ -129,6 +129,23 @@ cdef inline void gemm_split_cols(bint trans_a, Py_ssize_t M, Py_ssize_t N, Py_ss
 # q0 = span_lo(nb, P, p), q1 = span_lo(nb, P, p + 1), so its panels stay in its own
 # cache for all T steps.
 
+ctypedef struct UnitSpan:
+    Py_ssize_t q0, q1   # the thread's unit blocks [q0, q1)
+    Py_ssize_t j0, j1   # and its hidden units [j0, j1)
+
+
+cdef inline UnitSpan thread_units(Py_ssize_t H, Py_ssize_t U, int P,
+                                  Py_ssize_t p) noexcept nogil:
+    """What thread p of P owns of H units in blocks of U (see above)."""
+    cdef UnitSpan u
+    cdef Py_ssize_t nb = (H + U - 1) // U
+    u.q0 = span_lo(nb, P, p)
+    u.q1 = span_lo(nb, P, p + 1)
+    u.j0 = u.q0 * U
+    u.j1 = min(u.q1 * U, H)
+    return u
+
+
 cdef extern from "panel_gemm.h" nogil:
     const int FL_VBYTES
     void fl_panel_gemm_f(long M, long K, long npanels, const float* A, long lda,

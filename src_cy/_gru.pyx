@@ -19,9 +19,10 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport (sigmoid, tanh_, span_lo, input_projection, panel_units,
-                      padded_units, block_threads, pack_gate_panels, pack_unit_panels,
-                      step_gemm, step_grad_gemm, weight_grads, add_row)
+from _common cimport (UnitSpan, thread_units, sigmoid, tanh_, input_projection,
+                      panel_units, padded_units, block_threads, pack_gate_panels,
+                      pack_unit_panels, step_gemm, step_grad_gemm, weight_grads,
+                      add_row)
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._threads import get_num_threads, single_threaded_blas
@@ -117,8 +118,9 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    floating[:, :, ::1] hn,           # OUT (T, B, H)
                    int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t U = panel_units(&Wh[0, 0]), nb = (H + U - 1) // U
-    cdef Py_ssize_t G = 3 * H, t, r, p, q0, q1, j0, j1, n
+    cdef Py_ssize_t U = panel_units(&Wh[0, 0])
+    cdef UnitSpan u
+    cdef Py_ssize_t G = 3 * H, t, r, p, n
     cdef const floating* h_prev
     cdef int P = block_threads(B, H, U, n_threads)
     # 1. AX = X Wx + bx over all T*B rows
@@ -127,16 +129,14 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     for t in range(T):
         h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
         for p in prange(P, schedule='static', num_threads=P):
-            q0 = span_lo(nb, P, p)
-            q1 = span_lo(nb, P, p + 1)
-            j0 = q0 * U
-            j1 = min(q1 * U, H)
-            n = (q1 - q0) * U
+            u = thread_units(H, U, P, p)
+            n = (u.q1 - u.q0) * U
             # 2. AH = h_{t-1} Wh for the thread's units, on its packed panels
-            step_gemm(h_prev, &Whp[0], &AH[B * 3 * j0], B, H, 3, q0, q1)
+            step_gemm(h_prev, &Whp[0], &AH[B * 3 * u.j0], B, H, 3, u.q0, u.q1)
             for r in range(B):
-                _gates_row(&gates[t, r, j0], &AH[B * 3 * j0 + r * 3 * n], n, &bh[j0],
-                           &h_prev[r * H + j0], &hn[t, r, j0], &y[t, r, j0], j1 - j0, H)
+                _gates_row(&gates[t, r, u.j0], &AH[B * 3 * u.j0 + r * 3 * n], n, &bh[u.j0],
+                           &h_prev[r * H + u.j0], &hn[t, r, u.j0], &y[t, r, u.j0],
+                           u.j1 - u.j0, H)
 
 
 def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
@@ -192,8 +192,9 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[::1] dbh,                # OUT (3H,), zeroed
                     int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t U = panel_units(&Wh[0, 0]), nb = (H + U - 1) // U
-    cdef Py_ssize_t G = 3 * H, t, s, r, p, q0, q1, j0, j1
+    cdef Py_ssize_t U = panel_units(&Wh[0, 0])
+    cdef UnitSpan u
+    cdef Py_ssize_t G = 3 * H, t, s, r, p
     cdef const floating* h_prev
     cdef int P = block_threads(B, H, U, n_threads)
     pack_unit_panels(&Wh[0, 0], &WhTp[0], H, G, P)
@@ -201,21 +202,19 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     # starts step t-1, which needs only those units: one barrier per step.
     for t in range(T, -1, -1):
         for p in prange(P, schedule='static', num_threads=P):
-            q0 = span_lo(nb, P, p)
-            q1 = span_lo(nb, P, p + 1)
-            j0 = q0 * U
-            j1 = min(q1 * U, H)
+            u = thread_units(H, U, P, p)
             if t < T:
-                step_grad_gemm(&dAH[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, G, q0, q1, True)
+                step_grad_gemm(&dAH[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, G, u.q0, u.q1,
+                               True)
             if t > 0:
                 # 3. dAX_{t-1}, dAH_{t-1} and the direct path z * dh_{t-1}
                 s = t - 1
                 h_prev = &h0[0, 0] if s == 0 else &y[s - 1, 0, 0]
                 for r in range(B):
-                    _gates_row_backward(&gates[s, r, j0], &hn[s, r, j0], &h_prev[r * H + j0],
-                                        &dy[s, r, j0], &dh[r, j0], &dAX[s, r, j0],
-                                        &dAH[s, r, j0], &dbx[j0], &dbh[j0], j1 - j0,
-                                        H)
+                    _gates_row_backward(&gates[s, r, u.j0], &hn[s, r, u.j0],
+                                        &h_prev[r * H + u.j0], &dy[s, r, u.j0],
+                                        &dh[r, u.j0], &dAX[s, r, u.j0], &dAH[s, r, u.j0],
+                                        &dbx[u.j0], &dbh[u.j0], u.j1 - u.j0, H)
     # 4. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dAX[0, 0, 0],
                  &dAH[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], T, B, I, H, 3,

@@ -17,9 +17,10 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport (sigmoid, tanh_, span_lo, input_projection, panel_units,
-                      padded_units, block_threads, pack_gate_panels, pack_unit_panels,
-                      step_gemm, step_grad_gemm, weight_grads, add_row)
+from _common cimport (UnitSpan, thread_units, sigmoid, tanh_, input_projection,
+                      panel_units, padded_units, block_threads, pack_gate_panels,
+                      pack_unit_panels, step_gemm, step_grad_gemm, weight_grads,
+                      add_row)
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._threads import get_num_threads, single_threaded_blas
@@ -113,8 +114,9 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    floating[:, :, ::1] gates,        # OUT (T, B, 4H), [i, f, g, o]
                    int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t U = panel_units(&Wh[0, 0]), nb = (H + U - 1) // U
-    cdef Py_ssize_t t, r, p, q0, q1, j0, j1, n
+    cdef Py_ssize_t U = panel_units(&Wh[0, 0])
+    cdef UnitSpan u
+    cdef Py_ssize_t t, r, p, n
     cdef const floating* h_prev
     cdef const floating* c_prev
     cdef int P = block_threads(B, H, U, n_threads)
@@ -126,16 +128,14 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
         h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
         c_prev = &c0[0, 0] if t == 0 else &c[t - 1, 0, 0]
         for p in prange(P, schedule='static', num_threads=P):
-            q0 = span_lo(nb, P, p)
-            q1 = span_lo(nb, P, p + 1)
-            j0 = q0 * U
-            j1 = min(q1 * U, H)
-            n = (q1 - q0) * U
+            u = thread_units(H, U, P, p)
+            n = (u.q1 - u.q0) * U
             # 2. S = h_{t-1} Wh for the thread's units, on its packed panels
-            step_gemm(h_prev, &Whp[0], &S[B * 4 * j0], B, H, 4, q0, q1)
+            step_gemm(h_prev, &Whp[0], &S[B * 4 * u.j0], B, H, 4, u.q0, u.q1)
             for r in range(B):
-                _gates_row(&gates[t, r, j0], &S[B * 4 * j0 + r * 4 * n], n,
-                           &c_prev[r * H + j0], &c[t, r, j0], &y[t, r, j0], j1 - j0, H)
+                _gates_row(&gates[t, r, u.j0], &S[B * 4 * u.j0 + r * 4 * n], n,
+                           &c_prev[r * H + u.j0], &c[t, r, u.j0], &y[t, r, u.j0],
+                           u.j1 - u.j0, H)
 
 
 def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
@@ -191,8 +191,9 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[::1] db,                 # OUT (4H,), zeroed
                     int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t U = panel_units(&Wh[0, 0]), nb = (H + U - 1) // U
-    cdef Py_ssize_t G = 4 * H, t, s, r, p, q0, q1, j0, j1
+    cdef Py_ssize_t U = panel_units(&Wh[0, 0])
+    cdef UnitSpan u
+    cdef Py_ssize_t G = 4 * H, t, s, r, p
     cdef const floating* c_prev
     cdef int P = block_threads(B, H, U, n_threads)
     pack_unit_panels(&Wh[0, 0], &WhTp[0], H, G, P)
@@ -201,20 +202,19 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     # one barrier per step.
     for t in range(T, -1, -1):
         for p in prange(P, schedule='static', num_threads=P):
-            q0 = span_lo(nb, P, p)
-            q1 = span_lo(nb, P, p + 1)
-            j0 = q0 * U
-            j1 = min(q1 * U, H)
+            u = thread_units(H, U, P, p)
             if t < T:
-                step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, G, q0, q1, False)
+                step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, G, u.q0, u.q1,
+                               False)
             if t > 0:
                 # 3. dA_{t-1} from dh_{t-1}, dc_{t-1}
                 s = t - 1
                 c_prev = &c0[0, 0] if s == 0 else &c[s - 1, 0, 0]
                 for r in range(B):
-                    _gates_row_backward(&gates[s, r, j0], &c[s, r, j0], &c_prev[r * H + j0],
-                                        &dh[r, j0], &dy[s, r, j0], &dc[r, j0],
-                                        &dA[s, r, j0], &db[j0], j1 - j0, H)
+                    _gates_row_backward(&gates[s, r, u.j0], &c[s, r, u.j0],
+                                        &c_prev[r * H + u.j0], &dh[r, u.j0],
+                                        &dy[s, r, u.j0], &dc[r, u.j0], &dA[s, r, u.j0],
+                                        &db[u.j0], u.j1 - u.j0, H)
     # 4. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
                  &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], T, B, I, H, 4,

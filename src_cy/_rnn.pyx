@@ -15,9 +15,9 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 
-from _common cimport (tanh_, span_lo, input_projection, panel_units, padded_units,
-                      block_threads, pack_gate_panels, pack_unit_panels, step_gemm,
-                      step_grad_gemm, weight_grads, add_row)
+from _common cimport (UnitSpan, thread_units, tanh_, input_projection, panel_units,
+                      padded_units, block_threads, pack_gate_panels, pack_unit_panels,
+                      step_gemm, step_grad_gemm, weight_grads, add_row)
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._threads import get_num_threads, single_threaded_blas
@@ -72,8 +72,9 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    floating[:, :, ::1] y,            # OUT (T, B, H), also holds A
                    int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t U = panel_units(&Wh[0, 0]), nb = (H + U - 1) // U
-    cdef Py_ssize_t t, r, p, q0, q1, j0, j1, n
+    cdef Py_ssize_t U = panel_units(&Wh[0, 0])
+    cdef UnitSpan u
+    cdef Py_ssize_t t, r, p, n
     cdef const floating* h_prev
     cdef int P = block_threads(B, H, U, n_threads)
     # 1. A = X Wx + b, written into y and turned into h in place
@@ -82,15 +83,12 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     for t in range(T):
         h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
         for p in prange(P, schedule='static', num_threads=P):
-            q0 = span_lo(nb, P, p)
-            q1 = span_lo(nb, P, p + 1)
-            j0 = q0 * U
-            j1 = min(q1 * U, H)
-            n = (q1 - q0) * U
+            u = thread_units(H, U, P, p)
+            n = (u.q1 - u.q0) * U
             # 2. S = h_{t-1} Wh for the thread's units;  h_t = tanh(A_t + S)
-            step_gemm(h_prev, &Whp[0], &S[B * j0], B, H, 1, q0, q1)
+            step_gemm(h_prev, &Whp[0], &S[B * u.j0], B, H, 1, u.q0, u.q1)
             for r in range(B):
-                _tanh_row(&y[t, r, j0], &S[B * j0 + r * n], j1 - j0)
+                _tanh_row(&y[t, r, u.j0], &S[B * u.j0 + r * n], u.j1 - u.j0)
 
 
 def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
@@ -137,26 +135,25 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[::1] db,                 # OUT (H,), zeroed
                     int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t U = panel_units(&Wh[0, 0]), nb = (H + U - 1) // U
-    cdef Py_ssize_t t, s, r, p, q0, q1, j0, j1
+    cdef Py_ssize_t U = panel_units(&Wh[0, 0])
+    cdef UnitSpan u
+    cdef Py_ssize_t t, s, r, p
     cdef int P = block_threads(B, H, U, n_threads)
     pack_unit_panels(&Wh[0, 0], &WhTp[0], H, H, P)
     # Region t finishes step t (dh_{t-1} = dA_t Wh.T for the thread's units) and
     # starts step t-1, which needs only those units: one barrier per step.
     for t in range(T, -1, -1):
         for p in prange(P, schedule='static', num_threads=P):
-            q0 = span_lo(nb, P, p)
-            q1 = span_lo(nb, P, p + 1)
-            j0 = q0 * U
-            j1 = min(q1 * U, H)
+            u = thread_units(H, U, P, p)
             if t < T:
-                step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, H, q0, q1, False)
+                step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, H, u.q0, u.q1,
+                               False)
             if t > 0:
                 # 3. dA_{t-1} = (dh_{t-1} + dy_{t-1}) * (1 - h_{t-1}^2)
                 s = t - 1
                 for r in range(B):
-                    _tanh_row_backward(&y[s, r, j0], &dh[r, j0], &dy[s, r, j0],
-                                       &dA[s, r, j0], &db[j0], j1 - j0)
+                    _tanh_row_backward(&y[s, r, u.j0], &dh[r, u.j0], &dy[s, r, u.j0],
+                                       &dA[s, r, u.j0], &db[u.j0], u.j1 - u.j0)
     # 4. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
                  &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], T, B, I, H, 1,
