@@ -61,6 +61,15 @@ def test_zeros_clears_reused_memory():
     assert not _buffers.zeros(BIG, np.float32).any()
 
 
+@pytest.mark.skipif(_buffers._MADV_HUGEPAGE is None, reason="no madvise(MADV_HUGEPAGE)")
+def test_blocks_of_huge_pages_start_on_a_huge_page():
+    shape = (3, _buffers.HUGE_PAGE // 8 + 5)  # 3 huge pages and a bit: not a multiple
+    a = _buffers.empty(shape, np.float64)
+    assert address(a) % _buffers.HUGE_PAGE == 0
+    a[:] = np.arange(a.size).reshape(shape)  # every byte of it is writeable memory
+    assert a[-1, -1] == a.size - 1
+
+
 def test_small_arrays_are_not_pooled():
     before = _buffers.held_bytes()
     a = _buffers.empty(10, np.float64)
