@@ -159,7 +159,7 @@ def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
     dh = zeros((B, Hp), dtype)
     dh[:, :H] = dhT
-    cdef floating[::1] WhTp = empty(Hp * 3 * H, dtype)
+    cdef floating[::1] WhTp = empty(max(Hp, I) * 3 * H, dtype)
     cdef floating[:, :, ::1] dAX = empty((T, B, 3 * H), dtype)
     cdef floating[:, :, ::1] dAH = empty((T, B, 3 * H), dtype)
     cdef floating[:, :, ::1] dx_
@@ -181,7 +181,8 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     const floating[:, :, ::1] gates,  # IN  (T, B, 3H)
                     const floating[:, :, ::1] hn,     # IN  (T, B, H)
                     const floating[:, :, ::1] dy,     # IN  (T, B, H)
-                    floating[::1] WhTp,               # OUT (Hp*3H,), Wh's panels, scratch
+                    floating[::1] WhTp,               # OUT (max(Hp, I)*3H,), scratch: Wh's
+                                                      # panels, then dWx.T, dWh.T
                     floating[:, :, ::1] dAX,          # OUT (T, B, 3H), scratch
                     floating[:, :, ::1] dAH,          # OUT (T, B, 3H), scratch
                     floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, Hp), padded
@@ -217,5 +218,5 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                                         &dbx[u.j0], &dbh[u.j0], u.j1 - u.j0, H)
     # 4. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dAX[0, 0, 0],
-                 &dAH[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], T, B, I, H, 3,
-                 n_threads)
+                 &dAH[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],
+                 T, B, I, H, 3, n_threads)

@@ -163,7 +163,7 @@ def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::
     cdef floating[:, :, ::1] dA_, dx_
     cdef floating[:, ::1] dh_, dc_, dWx_, dWh_
     cdef floating[::1] db_
-    cdef floating[::1] WhTp = empty(Hp * 4 * H, dtype)
+    cdef floating[::1] WhTp = empty(max(Hp, I) * 4 * H, dtype)
     dA_, dx_, dh_, dc_, dWx_, dWh_, db_ = dA, dx, dh, dc, dWx, dWh, db
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:
@@ -181,7 +181,8 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     const floating[:, :, ::1] c,      # IN  (T, B, H)
                     const floating[:, :, ::1] gates,  # IN  (T, B, 4H)
                     const floating[:, :, ::1] dy,     # IN  (T, B, H)
-                    floating[::1] WhTp,               # OUT (Hp*4H,), Wh's panels, scratch
+                    floating[::1] WhTp,               # OUT (max(Hp, I)*4H,), scratch: Wh's
+                                                      # panels, then dWx.T, dWh.T
                     floating[:, :, ::1] dA,           # OUT (T, B, 4H), scratch
                     floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, Hp), padded
                     floating[:, ::1] dc,              # IN dcT, OUT dc0 (B, H)
@@ -217,5 +218,5 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                                         &db[u.j0], u.j1 - u.j0, H)
     # 4. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
-                 &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], T, B, I, H, 4,
-                 n_threads)
+                 &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],
+                 T, B, I, H, 4, n_threads)

@@ -108,7 +108,7 @@ def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
     dh = zeros((B, Hp), dtype)
     dh[:, :H] = dhT
-    cdef floating[::1] WhTp = empty(Hp * H, dtype)
+    cdef floating[::1] WhTp = empty(max(Hp, I) * H, dtype)
     dA = empty((T, B, H), dtype)
     cdef floating[:, :, ::1] dA_, dx_
     cdef floating[:, ::1] dh_, dWx_, dWh_
@@ -126,7 +126,8 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     const floating[:, ::1] h0,        # IN  (B, H)
                     const floating[:, :, ::1] y,      # IN  (T, B, H)
                     const floating[:, :, ::1] dy,     # IN  (T, B, H)
-                    floating[::1] WhTp,               # OUT (Hp*H,), Wh's panels, scratch
+                    floating[::1] WhTp,               # OUT (max(Hp, I)*H,), scratch: Wh's
+                                                      # panels, then dWx.T, dWh.T
                     floating[:, :, ::1] dA,           # OUT (T, B, H), scratch
                     floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, Hp), padded
                     floating[:, :, ::1] dx,           # OUT (T, B, I)
@@ -156,5 +157,5 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                                        &dA[s, r, u.j0], &db[u.j0], u.j1 - u.j0)
     # 4. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
-                 &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], T, B, I, H, 1,
-                 n_threads)
+                 &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],
+                 T, B, I, H, 1, n_threads)
