@@ -23,10 +23,12 @@ import numpy as np
 # Below this, numpy and malloc serve allocations from memory already mapped.
 MIN_BYTES = 1 << 20
 
-# Blocks of at least one huge page start on a huge-page boundary and ask Linux for
-# transparent huge pages (where it offers them only on request): every miss in the
-# TLB is a nested page walk in a VM, and the kernels stream arrays of many MB.
-# A train step at B=16 H=256 took 3-4% less time (bench/RESULTS.md, 2026-11-23).
+# Blocks of at least half a huge page take whole huge pages: they start on a
+# huge-page boundary, end on one, and ask Linux for transparent huge pages (which it
+# may grant only on request). Every TLB miss is a nested page walk in a VM, and the
+# kernels stream arrays of several MB and their packed weights at every step; at
+# B=16 H=256 a train step took about 8% less time (bench/RESULTS.md, 2026-11-23).
+# The cost: a block's memory is rounded up to whole huge pages, at most doubled.
 HUGE_PAGE = 1 << 21
 _MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
 
@@ -47,12 +49,15 @@ def _dead():
 
 
 def _huge_pages(nbytes):
-    """nbytes of fresh memory at a huge-page boundary, advised for huge pages; None
-    where mmap cannot. Unmapped once no array uses it."""
+    """nbytes of fresh memory on whole huge pages, advised for huge pages; None where
+    mmap cannot. Unmapped once no array uses it."""
     if _MADV_HUGEPAGE is None:
         return None
+    pages = -(-nbytes // HUGE_PAGE)
     try:
-        m = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        # One page more than needed, so that the mapping holds an aligned run.
+        m = mmap.mmap(-1, (pages + 1) * HUGE_PAGE,
+                      flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         m.madvise(_MADV_HUGEPAGE)
     except (OSError, ValueError):
         return None
@@ -68,7 +73,7 @@ class _Block:
     __slots__ = ("mem", "owner")
 
     def __init__(self, nbytes):
-        self.mem = _huge_pages(nbytes) if nbytes >= HUGE_PAGE else None
+        self.mem = _huge_pages(nbytes) if 2 * nbytes >= HUGE_PAGE else None
         if self.mem is None:
             self.mem = np.empty(nbytes, np.uint8)
         self.owner = _dead

@@ -62,8 +62,9 @@ def test_zeros_clears_reused_memory():
 
 
 @pytest.mark.skipif(_buffers._MADV_HUGEPAGE is None, reason="no madvise(MADV_HUGEPAGE)")
-def test_blocks_of_huge_pages_start_on_a_huge_page():
-    shape = (3, _buffers.HUGE_PAGE // 8 + 5)  # 3 huge pages and a bit: not a multiple
+@pytest.mark.parametrize("shape", [(3, _buffers.HUGE_PAGE // 8 + 5), BIG])
+def test_pooled_blocks_start_on_a_huge_page(shape):
+    # 3 huge pages and a bit, and half of one
     a = _buffers.empty(shape, np.float64)
     assert address(a) % _buffers.HUGE_PAGE == 0
     a[:] = np.arange(a.size).reshape(shape)  # every byte of it is writeable memory
