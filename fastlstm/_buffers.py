@@ -27,7 +27,8 @@ MIN_BYTES = 1 << 20
 # huge-page boundary, end on one, and ask Linux for transparent huge pages (which it
 # may grant only on request). Every TLB miss is a nested page walk in a VM, and the
 # kernels stream arrays of several MB and their packed weights at every step; at
-# B=16 H=256 a train step took about 8% less time (bench/RESULTS.md, 2026-11-23).
+# B=16 H=256 a train step took 6-9% less time on 1 and 2 threads (bench/RESULTS.md,
+# 2026-11-23 (last)).
 # The cost: a block's memory is rounded up to whole huge pages, at most doubled.
 HUGE_PAGE = 1 << 21
 _MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)

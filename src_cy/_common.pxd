@@ -274,7 +274,8 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
     dWx and dWh are computed transposed (dAX.T @ X) into WT, then transposed. In
     BLAS's column-major terms that makes dA the operand OpenBLAS 0.3.30 packs with
     its fast copy: as the other one, packing it took a quarter of the GEMM's time
-    (perf, X.T @ dA at B=16 H=256), and the train step 1-7% more in total."""
+    (perf, X.T @ dA at B=16 H=256), and the train step up to 8% more on 1 thread
+    (bench/RESULTS.md, 2026-11-23 (last))."""
     cdef Py_ssize_t N = G * H
     gemm_split_rows(True, False, N, I, T * B, 1, dAX, N, x, I, 0, WT, I, n_threads)
     transpose(WT, dWx, N, I, n_threads)
