@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 import fastlstm
+from bench_kernels import make_inputs
 
 
 def load(folder):
@@ -29,18 +30,6 @@ def load(folder):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def train_step_inputs(B, H, T=100, seed=0):
-    rng = np.random.default_rng(seed)
-    s = 1.0 / np.sqrt(H)
-    f = np.float32
-    return dict(x=rng.standard_normal((T, B, H)).astype(f),
-                Wx=rng.uniform(-s, s, (H, 4 * H)).astype(f),
-                Wh=rng.uniform(-s, s, (H, 4 * H)).astype(f),
-                b=rng.uniform(-s, s, 4 * H).astype(f),
-                h0=np.zeros((B, H), f), c0=np.zeros((B, H), f),
-                dy=rng.standard_normal((T, B, H)).astype(f))
 
 
 def paired_times(modules, p, seconds, min_rounds=6):
@@ -73,7 +62,8 @@ def main():
     base = args.builds[0]
     for shape in args.shapes:
         B, H = (int(n) for n in shape.split(","))
-        t = paired_times(modules, train_step_inputs(B, H), args.seconds)
+        p = make_inputs("lstm", T=100, B=B, I=H, H=H, dtype=np.float32)
+        t = paired_times(modules, p, args.seconds)
         line = (f"threads {args.threads} (B, H) = ({B}, {H}), {len(t[base])} rounds: "
                 f"{base} best {1e3 * t[base].min():.2f} ms")
         for name in args.builds[1:]:
