@@ -74,15 +74,6 @@ cdef inline Py_ssize_t span_lo(Py_ssize_t n, Py_ssize_t parts, Py_ssize_t p) noe
     return n * p // parts
 
 
-cdef inline int step_threads(Py_ssize_t B, Py_ssize_t H, int n_threads) noexcept nogil:
-    """Threads for the per-step work: at least 16 hidden units and 2048 of B*H each.
-    Below that a step's share is a microsecond or less, the order of one barrier,
-    so fewer threads lose nothing."""
-    cdef Py_ssize_t by_units = H // 16, by_work = B * H // 2048
-    cdef Py_ssize_t n = min(<Py_ssize_t>n_threads, min(by_units, by_work))
-    return <int>max(n, 1)
-
-
 cdef inline void input_projection(const floating* x, const floating* Wx, const floating* b,
                                   floating* A, Py_ssize_t rows, Py_ssize_t I, Py_ssize_t N,
                                   int n_threads) noexcept nogil:
@@ -126,11 +117,18 @@ cdef inline void transpose(const floating* A, floating* B, Py_ssize_t M, Py_ssiz
 
 
 # ------------------------------------------------- the per-step recurrent products
-# Weight-stationary (DESIGN.md section 4): Wh is packed once per call into panels of
-# U = one vector of columns (src_cy/panel_gemm.h), and hidden units go to threads in
-# whole blocks of U. Of the nb = ceil(H / U) blocks, thread p owns [q0, q1) with
-# q0 = span_lo(nb, P, p), q1 = span_lo(nb, P, p + 1), so its panels stay in its own
-# cache for all T steps.
+# Weight-stationary, persistent threads (DESIGN.md section 4): each time loop runs
+# inside one parallel region, one barrier per step. Hidden units go to the team's
+# threads in whole blocks of U = one vector of columns (src_cy/panel_gemm.h). Of
+# the nb = ceil(H / U) blocks, thread p of P owns [q0, q1) with
+# q0 = span_lo(nb, P, p), q1 = span_lo(nb, P, p + 1); it packs Wh's panels for
+# them itself, and they stay in its own cache for all T steps.
+
+cdef extern from "omp_team.h" nogil:
+    int fl_team_size()
+    int fl_team_rank()
+    void fl_team_barrier()
+
 
 ctypedef struct UnitSpan:
     Py_ssize_t q0, q1   # the thread's unit blocks [q0, q1)
@@ -147,6 +145,11 @@ cdef inline UnitSpan thread_units(Py_ssize_t H, Py_ssize_t U, int P,
     u.j0 = u.q0 * U
     u.j1 = min(u.q1 * U, H)
     return u
+
+
+cdef inline UnitSpan my_units(Py_ssize_t H, Py_ssize_t U) noexcept nogil:
+    """What the calling thread owns in its team; call inside the parallel region."""
+    return thread_units(H, U, fl_team_size(), fl_team_rank())
 
 
 cdef extern from "panel_gemm.h" nogil:
@@ -180,64 +183,78 @@ cdef inline void panel_gemm(Py_ssize_t M, Py_ssize_t K, Py_ssize_t npanels,
         fl_panel_gemm_d(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add)
 
 
-cdef inline int block_threads(Py_ssize_t B, Py_ssize_t H, Py_ssize_t U,
-                              int n_threads) noexcept nogil:
-    """Threads for the per-step work, at most one per block of U units."""
-    return <int>min(<Py_ssize_t>step_threads(B, H, n_threads), (H + U - 1) // U)
+# Multiply-adds of the per-step product that each thread of the time loop must
+# have, about half a microsecond of one core's work: below that, its share of the
+# step is shorter than the barrier it adds. On a 16-core Xeon, 32768 beat 131072
+# and 524288 at B=1, H=256 by a third, and tied them at larger shapes
+# (bench/RESULTS.md, 2026-11-23, persistent threads).
+cdef enum:
+    STEP_MIN_WORK = 32768
 
 
-cdef inline void pack_gate_panels(const floating* W, floating* Wp, Py_ssize_t K,
-                                  Py_ssize_t G, Py_ssize_t H, int P) noexcept nogil:
-    """Wp := W (K, G*H) as panels for h @ W. Unit block q, gate k is the (K, U)
-    panel at Wp + (q*G + k)*K*U: columns k*H + q*U + u of W, zero past unit H.
-    Thread p packs its own blocks (first touch puts them near its core)."""
-    cdef Py_ssize_t U = panel_units(W), nb = (H + U - 1) // U
-    cdef Py_ssize_t p, q, k, r, rb, r0, u, w
+cdef inline int block_threads(Py_ssize_t B, Py_ssize_t H, Py_ssize_t n_gates,
+                              Py_ssize_t U, int n_threads) noexcept nogil:
+    """Threads for the time loop: at most one per block of U units, and at least
+    STEP_MIN_WORK of the step's B*H*n_gates*H multiply-adds each."""
+    cdef Py_ssize_t by_work = B * H * n_gates * H // STEP_MIN_WORK
+    cdef Py_ssize_t by_blocks = (H + U - 1) // U
+    return <int>max(1, min(<Py_ssize_t>n_threads, min(by_work, by_blocks)))
+
+
+cdef inline void pack_gate_blocks(const floating* W, floating* Wp, Py_ssize_t K,
+                                  Py_ssize_t G, Py_ssize_t H, Py_ssize_t q0,
+                                  Py_ssize_t q1) noexcept nogil:
+    """Wp := W (K, G*H) as panels for h @ W, unit blocks [q0, q1). Unit block q,
+    gate k is the (K, U) panel at Wp + (q*G + k)*K*U: columns k*H + q*U + u of W,
+    zero past unit H. Each thread packs the blocks it owns in the time loop, so
+    first touch puts them near its core and no barrier is needed before use."""
+    cdef Py_ssize_t U = panel_units(W)
+    cdef Py_ssize_t q, k, r, rb, r0, u, w
     cdef floating* panel
     cdef const floating* row
-    for p in prange(P, schedule='static', num_threads=P):
-        # U rows at a time, so that the panels take each row's U-wide pieces in
-        # order; panel by panel, every piece came from another page (a T=1 forward
-        # at B=16, H=512 took 2.5 ms, now 1.8).
-        for rb in range((K + U - 1) // U):
-            r0 = rb * U
-            for q in range(span_lo(nb, P, p), span_lo(nb, P, p + 1)):
-                w = min(U, H - q * U)
-                for k in range(G):
-                    panel = Wp + (q * G + k) * K * U
-                    for r in range(r0, min(r0 + U, K)):
-                        row = W + r * G * H + k * H + q * U
-                        for u in range(w):
-                            panel[r * U + u] = row[u]
-                        for u in range(w, U):
-                            panel[r * U + u] = 0
-
-
-cdef inline void pack_unit_panels(const floating* W, floating* Wp, Py_ssize_t H,
-                                  Py_ssize_t N, int P) noexcept nogil:
-    """Wp := W (H, N) as panels for dA @ W.T. Unit block q is the (N, U) panel at
-    Wp + q*N*U: rows q*U + u of W as its columns, zero past unit H."""
-    cdef Py_ssize_t U = panel_units(W), nb = (H + U - 1) // U
-    cdef Py_ssize_t p, q, k, kb, k0, k1, u, w
-    cdef floating* panel
-    cdef const floating* row
-    for p in prange(P, schedule='static', num_threads=P):
-        for q in range(span_lo(nb, P, p), span_lo(nb, P, p + 1)):
-            panel = Wp + q * N * U
+    # U rows at a time, so that the panels take each row's U-wide pieces in
+    # order; panel by panel, every piece came from another page (a T=1 forward
+    # at B=16, H=512 took 2.5 ms, now 1.8).
+    for rb in range((K + U - 1) // U):
+        r0 = rb * U
+        for q in range(q0, q1):
             w = min(U, H - q * U)
-            # U x U tiles, each row read a cache line at a time; column by column,
-            # the U rows, N apart, evicted each other's lines from L1 (a T=1
-            # backward at B=16, H=512 took 5.0 ms, now 2.9).
-            for kb in range((N + U - 1) // U):
-                k0 = kb * U
-                k1 = min(k0 + U, N)
-                for u in range(w):
-                    row = W + (q * U + u) * N
-                    for k in range(k0, k1):
-                        panel[k * U + u] = row[k]
-                for u in range(w, U):
-                    for k in range(k0, k1):
-                        panel[k * U + u] = 0
+            for k in range(G):
+                panel = Wp + (q * G + k) * K * U
+                for r in range(r0, min(r0 + U, K)):
+                    row = W + r * G * H + k * H + q * U
+                    for u in range(w):
+                        panel[r * U + u] = row[u]
+                    for u in range(w, U):
+                        panel[r * U + u] = 0
+
+
+cdef inline void pack_unit_blocks(const floating* W, floating* Wp, Py_ssize_t H,
+                                  Py_ssize_t N, Py_ssize_t q0,
+                                  Py_ssize_t q1) noexcept nogil:
+    """Wp := W (H, N) as panels for dA @ W.T, unit blocks [q0, q1). Unit block q is
+    the (N, U) panel at Wp + q*N*U: rows q*U + u of W as its columns, zero past
+    unit H. Packed by the thread that owns the blocks, as above."""
+    cdef Py_ssize_t U = panel_units(W)
+    cdef Py_ssize_t q, k, kb, k0, k1, u, w
+    cdef floating* panel
+    cdef const floating* row
+    for q in range(q0, q1):
+        panel = Wp + q * N * U
+        w = min(U, H - q * U)
+        # U x U tiles, each row read a cache line at a time; column by column,
+        # the U rows, N apart, evicted each other's lines from L1 (a T=1
+        # backward at B=16, H=512 took 5.0 ms, now 2.9).
+        for kb in range((N + U - 1) // U):
+            k0 = kb * U
+            k1 = min(k0 + U, N)
+            for u in range(w):
+                row = W + (q * U + u) * N
+                for k in range(k0, k1):
+                    panel[k * U + u] = row[k]
+            for u in range(w, U):
+                for k in range(k0, k1):
+                    panel[k * U + u] = 0
 
 
 cdef inline void step_gemm(const floating* h, const floating* Wp, floating* S,

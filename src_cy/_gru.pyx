@@ -11,18 +11,19 @@ buffer instead of being accumulated into the input projection:
               one GEMM adds dAH_t Wh.T to it, giving dh_{t-1}
            4. dWx, dWh, dx single GEMMs after the loop (dbx, dbh are summed in 3.,
               where each thread owns its units' columns)
-Per step, thread p owns the hidden units [j0, j1), whole blocks of U (one SIMD
-vector), with Wh's columns (forward) and rows (backward) for them packed into
-panels before the loop (_common.pxd).
+Each time loop runs in one parallel region, one barrier per step. Thread p owns
+the hidden units [j0, j1), whole blocks of U (one SIMD vector), and packs Wh's
+columns (forward) and rows (backward) for them into panels before its first step
+(_common.pxd).
 """
 import numpy as np
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel
 
-from _common cimport (UnitSpan, thread_units, sigmoid, tanh_, input_projection,
-                      panel_units, padded_units, block_threads, pack_gate_panels,
-                      pack_unit_panels, step_gemm, step_grad_gemm, weight_grads,
-                      add_row)
+from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
+                      input_projection, panel_units, padded_units, block_threads,
+                      pack_gate_blocks, pack_unit_blocks, step_gemm, step_grad_gemm,
+                      weight_grads, add_row)
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._threads import get_num_threads, single_threaded_blas
@@ -120,23 +121,25 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t G = 3 * H, t, r, p, n
+    cdef Py_ssize_t G = 3 * H, t, r, n
     cdef const floating* h_prev
-    cdef int P = block_threads(B, H, U, n_threads)
+    cdef int P = block_threads(B, H, 3, U, n_threads)
     # 1. AX = X Wx + bx over all T*B rows
     input_projection(&x[0, 0, 0], &Wx[0, 0], &bx[0], &gates[0, 0, 0], T * B, I, G, n_threads)
-    pack_gate_panels(&Wh[0, 0], &Whp[0], H, 3, H, P)
-    for t in range(T):
-        h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
-        for p in prange(P, schedule='static', num_threads=P):
-            u = thread_units(H, U, P, p)
-            n = (u.q1 - u.q0) * U
+    with parallel(num_threads=P):
+        u = my_units(H, U)
+        n = (u.q1 - u.q0) * U
+        pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 3, H, u.q0, u.q1)
+        for t in range(T):
+            h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
             # 2. AH = h_{t-1} Wh for the thread's units, on its packed panels
             step_gemm(h_prev, &Whp[0], &AH[B * 3 * u.j0], B, H, 3, u.q0, u.q1)
             for r in range(B):
-                _gates_row(&gates[t, r, u.j0], &AH[B * 3 * u.j0 + r * 3 * n], n, &bh[u.j0],
-                           &h_prev[r * H + u.j0], &hn[t, r, u.j0], &y[t, r, u.j0],
-                           u.j1 - u.j0, H)
+                _gates_row(&gates[t, r, u.j0], &AH[B * 3 * u.j0 + r * 3 * n], n,
+                           &bh[u.j0], &h_prev[r * H + u.j0], &hn[t, r, u.j0],
+                           &y[t, r, u.j0], u.j1 - u.j0, H)
+            # step t+1 reads all of h_t
+            fl_team_barrier()
 
 
 def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
@@ -195,15 +198,15 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t G = 3 * H, t, s, r, p
+    cdef Py_ssize_t G = 3 * H, t, s, r
     cdef const floating* h_prev
-    cdef int P = block_threads(B, H, U, n_threads)
-    pack_unit_panels(&Wh[0, 0], &WhTp[0], H, G, P)
-    # Region t finishes step t (dh_{t-1} += dAH_t Wh.T for the thread's units) and
-    # starts step t-1, which needs only those units: one barrier per step.
-    for t in range(T, -1, -1):
-        for p in prange(P, schedule='static', num_threads=P):
-            u = thread_units(H, U, P, p)
+    cdef int P = block_threads(B, H, 3, U, n_threads)
+    # Iteration t finishes step t (dh_{t-1} += dAH_t Wh.T for the thread's units)
+    # and starts step t-1, which needs only those units: one barrier per step.
+    with parallel(num_threads=P):
+        u = my_units(H, U)
+        pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, G, u.q0, u.q1)
+        for t in range(T, -1, -1):
             if t < T:
                 step_grad_gemm(&dAH[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, G, u.q0, u.q1,
                                True)
@@ -214,8 +217,11 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                 for r in range(B):
                     _gates_row_backward(&gates[s, r, u.j0], &hn[s, r, u.j0],
                                         &h_prev[r * H + u.j0], &dy[s, r, u.j0],
-                                        &dh[r, u.j0], &dAX[s, r, u.j0], &dAH[s, r, u.j0],
-                                        &dbx[u.j0], &dbh[u.j0], u.j1 - u.j0, H)
+                                        &dh[r, u.j0], &dAX[s, r, u.j0],
+                                        &dAH[s, r, u.j0], &dbx[u.j0], &dbh[u.j0],
+                                        u.j1 - u.j0, H)
+            # step t-1 reads all of dAH_{t-1}
+            fl_team_barrier()
     # 4. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dAX[0, 0, 0],
                  &dAH[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],

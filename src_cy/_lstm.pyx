@@ -9,18 +9,19 @@ schedule (DESIGN.md, "How the kernels are fast"):
   backward 3. per step: one fused pass gives dA_t, one GEMM dh_{t-1} = dA_t Wh.T
            4. after the loop: dWx, dWh, dx as single GEMMs over all T*B rows
               (db is summed in 3., where each thread owns its units' columns)
-Per step, thread p owns the hidden units [j0, j1), whole blocks of U (one SIMD
-vector): Wh's columns for them (forward) and its rows (backward), packed into
-panels before the loop (_common.pxd), and their part of c_t, h_t, dA_t, dh_{t-1}.
+Each time loop runs in one parallel region, one barrier per step. Thread p owns
+the hidden units [j0, j1), whole blocks of U (one SIMD vector): Wh's columns for
+them (forward) and its rows (backward), which it packs into panels before its
+first step (_common.pxd), and their part of c_t, h_t, dA_t, dh_{t-1}.
 """
 import numpy as np
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel
 
-from _common cimport (UnitSpan, thread_units, sigmoid, tanh_, input_projection,
-                      panel_units, padded_units, block_threads, pack_gate_panels,
-                      pack_unit_panels, step_gemm, step_grad_gemm, weight_grads,
-                      add_row)
+from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
+                      input_projection, panel_units, padded_units, block_threads,
+                      pack_gate_blocks, pack_unit_blocks, step_gemm, step_grad_gemm,
+                      weight_grads, add_row)
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._threads import get_num_threads, single_threaded_blas
@@ -116,26 +117,28 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t t, r, p, n
+    cdef Py_ssize_t t, r, n
     cdef const floating* h_prev
     cdef const floating* c_prev
-    cdef int P = block_threads(B, H, U, n_threads)
+    cdef int P = block_threads(B, H, 4, U, n_threads)
     # 1. A = X Wx + b over all T*B rows
     input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &gates[0, 0, 0], T * B, I, 4 * H,
                      n_threads)
-    pack_gate_panels(&Wh[0, 0], &Whp[0], H, 4, H, P)
-    for t in range(T):
-        h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
-        c_prev = &c0[0, 0] if t == 0 else &c[t - 1, 0, 0]
-        for p in prange(P, schedule='static', num_threads=P):
-            u = thread_units(H, U, P, p)
-            n = (u.q1 - u.q0) * U
+    with parallel(num_threads=P):
+        u = my_units(H, U)
+        n = (u.q1 - u.q0) * U
+        pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 4, H, u.q0, u.q1)
+        for t in range(T):
+            h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
+            c_prev = &c0[0, 0] if t == 0 else &c[t - 1, 0, 0]
             # 2. S = h_{t-1} Wh for the thread's units, on its packed panels
             step_gemm(h_prev, &Whp[0], &S[B * 4 * u.j0], B, H, 4, u.q0, u.q1)
             for r in range(B):
                 _gates_row(&gates[t, r, u.j0], &S[B * 4 * u.j0 + r * 4 * n], n,
                            &c_prev[r * H + u.j0], &c[t, r, u.j0], &y[t, r, u.j0],
                            u.j1 - u.j0, H)
+            # step t+1 reads all of h_t
+            fl_team_barrier()
 
 
 def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
@@ -194,16 +197,16 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t G = 4 * H, t, s, r, p
+    cdef Py_ssize_t G = 4 * H, t, s, r
     cdef const floating* c_prev
-    cdef int P = block_threads(B, H, U, n_threads)
-    pack_unit_panels(&Wh[0, 0], &WhTp[0], H, G, P)
-    # Region t (T down to 0) finishes step t, dh_{t-1} = dA_t Wh.T for the thread's
-    # units, then starts step t-1 with 3., which needs only those units of dh_{t-1}:
-    # one barrier per step.
-    for t in range(T, -1, -1):
-        for p in prange(P, schedule='static', num_threads=P):
-            u = thread_units(H, U, P, p)
+    cdef int P = block_threads(B, H, 4, U, n_threads)
+    # Iteration t (T down to 0) finishes step t, dh_{t-1} = dA_t Wh.T for the
+    # thread's units, then starts step t-1 with 3., which needs only those units of
+    # dh_{t-1}: one barrier per step.
+    with parallel(num_threads=P):
+        u = my_units(H, U)
+        pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, G, u.q0, u.q1)
+        for t in range(T, -1, -1):
             if t < T:
                 step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, G, u.q0, u.q1,
                                False)
@@ -216,6 +219,8 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                                         &c_prev[r * H + u.j0], &dh[r, u.j0],
                                         &dy[s, r, u.j0], &dc[r, u.j0], &dA[s, r, u.j0],
                                         &db[u.j0], u.j1 - u.j0, H)
+            # step t-1 reads all of dA_{t-1}
+            fl_team_barrier()
     # 4. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
                  &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],

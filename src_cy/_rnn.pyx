@@ -7,17 +7,19 @@ one of _lstm.pyx with a single gate block:
   backward 3. per step dA_t = (dh_t + dy_t)(1 - h_t^2), summed into db;
               dh_{t-1} = dA_t Wh.T
            4. dWx, dWh, dx single GEMMs after the loop
-Per step, thread p owns the hidden units [j0, j1), whole blocks of U (one SIMD
-vector), with Wh's columns (forward) and rows (backward) for them packed into
-panels before the loop (_common.pxd).
+Each time loop runs in one parallel region, one barrier per step. Thread p owns
+the hidden units [j0, j1), whole blocks of U (one SIMD vector), and packs Wh's
+columns (forward) and rows (backward) for them into panels before its first step
+(_common.pxd).
 """
 import numpy as np
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel
 
-from _common cimport (UnitSpan, thread_units, tanh_, input_projection, panel_units,
-                      padded_units, block_threads, pack_gate_panels, pack_unit_panels,
-                      step_gemm, step_grad_gemm, weight_grads, add_row)
+from _common cimport (UnitSpan, my_units, fl_team_barrier, tanh_, input_projection,
+                      panel_units, padded_units, block_threads, pack_gate_blocks,
+                      pack_unit_blocks, step_gemm, step_grad_gemm, weight_grads,
+                      add_row)
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._threads import get_num_threads, single_threaded_blas
@@ -74,21 +76,23 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t t, r, p, n
+    cdef Py_ssize_t t, r, n
     cdef const floating* h_prev
-    cdef int P = block_threads(B, H, U, n_threads)
+    cdef int P = block_threads(B, H, 1, U, n_threads)
     # 1. A = X Wx + b, written into y and turned into h in place
     input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &y[0, 0, 0], T * B, I, H, n_threads)
-    pack_gate_panels(&Wh[0, 0], &Whp[0], H, 1, H, P)
-    for t in range(T):
-        h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
-        for p in prange(P, schedule='static', num_threads=P):
-            u = thread_units(H, U, P, p)
-            n = (u.q1 - u.q0) * U
+    with parallel(num_threads=P):
+        u = my_units(H, U)
+        n = (u.q1 - u.q0) * U
+        pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 1, H, u.q0, u.q1)
+        for t in range(T):
+            h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
             # 2. S = h_{t-1} Wh for the thread's units;  h_t = tanh(A_t + S)
             step_gemm(h_prev, &Whp[0], &S[B * u.j0], B, H, 1, u.q0, u.q1)
             for r in range(B):
                 _tanh_row(&y[t, r, u.j0], &S[B * u.j0 + r * n], u.j1 - u.j0)
+            # step t+1 reads all of h_t
+            fl_team_barrier()
 
 
 def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
@@ -138,14 +142,14 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t t, s, r, p
-    cdef int P = block_threads(B, H, U, n_threads)
-    pack_unit_panels(&Wh[0, 0], &WhTp[0], H, H, P)
-    # Region t finishes step t (dh_{t-1} = dA_t Wh.T for the thread's units) and
+    cdef Py_ssize_t t, s, r
+    cdef int P = block_threads(B, H, 1, U, n_threads)
+    # Iteration t finishes step t (dh_{t-1} = dA_t Wh.T for the thread's units) and
     # starts step t-1, which needs only those units: one barrier per step.
-    for t in range(T, -1, -1):
-        for p in prange(P, schedule='static', num_threads=P):
-            u = thread_units(H, U, P, p)
+    with parallel(num_threads=P):
+        u = my_units(H, U)
+        pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, H, u.q0, u.q1)
+        for t in range(T, -1, -1):
             if t < T:
                 step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, H, u.q0, u.q1,
                                False)
@@ -155,6 +159,8 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                 for r in range(B):
                     _tanh_row_backward(&y[s, r, u.j0], &dh[r, u.j0], &dy[s, r, u.j0],
                                        &dA[s, r, u.j0], &db[u.j0], u.j1 - u.j0)
+            # step t-1 reads all of dA_{t-1}
+            fl_team_barrier()
     # 4. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
                  &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],

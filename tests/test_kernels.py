@@ -1,5 +1,10 @@
 """Every compiled backend against the reference: one grid of cell x dtype x shape,
 hypothesis-drawn shapes, thread counts, and caches crossing backends."""
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -63,6 +68,30 @@ def test_results_do_not_depend_on_threads(backend, cell, n_threads):
         scale = np.abs(one[name]).max()
         np.testing.assert_allclose(many[name], one[name], rtol=1e-12, atol=1e-12 * scale,
                                    err_msg=name)
+
+
+@pytest.mark.skipif("cython" not in COMPILED, reason="no Cython backend")
+def test_cython_splits_by_the_threads_openmp_grants():
+    """The time loops split the units by the team OpenMP grants, which can be
+    smaller than the one asked for (OMP_THREAD_LIMIT, or a call from inside another
+    parallel region). With a limit of 1, a 3-thread call of every cell still gives
+    the reference's numbers. A fresh process: OpenMP reads the limit at start."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import numpy as np
+        import fastlstm
+        from cells import GATES, assert_same, problem, run
+        for cell in GATES:
+            p, g = problem(cell, 4, 65, 8, 100, np.float64, seed=3)
+            with fastlstm.threads(3):
+                assert_same(run(cell, "numpy", p, g), run(cell, "cython", p, g),
+                            np.float64)
+    """)
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
 
 
 @pytest.mark.parametrize("backend", COMPILED)
