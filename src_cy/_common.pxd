@@ -1,7 +1,7 @@
 # Inline helpers shared by the cell kernels: row-major BLAS over the fused type
 # `floating`, and the gate nonlinearities. Inline only, so no module backs this file.
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cdef extern from "simd_math.h" nogil:
@@ -72,19 +72,6 @@ cdef inline void fill_rows(floating* A, const floating* row, Py_ssize_t n_rows,
 cdef inline Py_ssize_t span_lo(Py_ssize_t n, Py_ssize_t parts, Py_ssize_t p) noexcept nogil:
     """First index of part p when [0, n) is cut into `parts` near-equal parts."""
     return n * p // parts
-
-
-cdef inline void input_projection(const floating* x, const floating* Wx, const floating* b,
-                                  floating* A, Py_ssize_t rows, Py_ssize_t I, Py_ssize_t N,
-                                  int n_threads) noexcept nogil:
-    """A := x @ Wx + b for x (rows, I), Wx (I, N), b (N,); rows split across threads."""
-    cdef Py_ssize_t p, lo, hi
-    for p in prange(n_threads, schedule='static', num_threads=n_threads):
-        lo = span_lo(rows, n_threads, p)
-        hi = span_lo(rows, n_threads, p + 1)
-        fill_rows(A + lo * N, b, hi - lo, N)
-        gemm(False, False, <int>(hi - lo), <int>N, <int>I, 1, x + lo * I, <int>I, Wx, <int>N,
-             1, A + lo * N, <int>N)
 
 
 cdef inline void gemm_split_rows(bint trans_a, bint trans_b, Py_ssize_t M, Py_ssize_t N,
@@ -160,6 +147,12 @@ cdef extern from "panel_gemm.h" nogil:
     void fl_panel_gemm_d(long M, long K, long npanels, const double* A, long lda,
                          const double* P, long pstride, double* C, long ldc,
                          long cstride, int add)
+    void fl_panel_gemm_at_f(long M, long K, long npanels, const float* A, long lda,
+                            const float* P, long pstride, float* C, long ldc,
+                            long cstride, int add)
+    void fl_panel_gemm_at_d(long M, long K, long npanels, const double* A, long lda,
+                            const double* P, long pstride, double* C, long ldc,
+                            long cstride, int add)
 
 
 cdef inline Py_ssize_t panel_units(const floating* like) noexcept nogil:
@@ -175,12 +168,20 @@ cdef inline Py_ssize_t padded_units(Py_ssize_t H, Py_ssize_t U) noexcept nogil:
 cdef inline void panel_gemm(Py_ssize_t M, Py_ssize_t K, Py_ssize_t npanels,
                             const floating* A, Py_ssize_t lda, const floating* P,
                             Py_ssize_t pstride, floating* C, Py_ssize_t ldc,
-                            Py_ssize_t cstride, bint add) noexcept nogil:
-    """C[:, v*cstride : v*cstride + U] (+)= A (M, K) @ panel v, v < npanels."""
+                            Py_ssize_t cstride, bint add,
+                            bint a_trans=False) noexcept nogil:
+    """C[:, v*cstride : v*cstride + U] (+)= op(A) (M, K) @ panel v, v < npanels;
+    op(A) is A (M, K), or with a_trans the transpose of A (K, M)."""
     if floating is float:
-        fl_panel_gemm_f(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add)
+        if a_trans:
+            fl_panel_gemm_at_f(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add)
+        else:
+            fl_panel_gemm_f(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add)
     else:
-        fl_panel_gemm_d(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add)
+        if a_trans:
+            fl_panel_gemm_at_d(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add)
+        else:
+            fl_panel_gemm_d(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add)
 
 
 # Multiply-adds of the per-step product that each thread of the time loop must
@@ -203,12 +204,15 @@ cdef inline int block_threads(Py_ssize_t B, Py_ssize_t H, Py_ssize_t n_gates,
 
 cdef inline void pack_gate_blocks(const floating* W, floating* Wp, Py_ssize_t K,
                                   Py_ssize_t G, Py_ssize_t H, Py_ssize_t q0,
-                                  Py_ssize_t q1) noexcept nogil:
+                                  Py_ssize_t q1, Py_ssize_t pstride=0) noexcept nogil:
     """Wp := W (K, G*H) as panels for h @ W, unit blocks [q0, q1). Unit block q,
-    gate k is the (K, U) panel at Wp + (q*G + k)*K*U: columns k*H + q*U + u of W,
-    zero past unit H. Each thread packs the blocks it owns in the time loop, so
-    first touch puts them near its core and no barrier is needed before use."""
+    gate k is the (K, U) panel at Wp + (q*G + k)*pstride (K*U where pstride is 0):
+    columns k*H + q*U + u of W, zero past unit H. Each thread packs the blocks it
+    owns in the time loop, so first touch puts them near its core and no barrier
+    is needed before use."""
     cdef Py_ssize_t U = panel_units(W)
+    if pstride == 0:
+        pstride = K * U
     cdef Py_ssize_t q, k, r, rb, r0, u, w
     cdef floating* panel
     cdef const floating* row
@@ -220,7 +224,7 @@ cdef inline void pack_gate_blocks(const floating* W, floating* Wp, Py_ssize_t K,
         for q in range(q0, q1):
             w = min(U, H - q * U)
             for k in range(G):
-                panel = Wp + (q * G + k) * K * U
+                panel = Wp + (q * G + k) * pstride
                 for r in range(r0, min(r0 + U, K)):
                     row = W + r * G * H + k * H + q * U
                     for u in range(w):
@@ -278,6 +282,92 @@ cdef inline void step_grad_gemm(const floating* dA, const floating* Wp, floating
                padded_units(H, U), U, add)
 
 
+# ------------------------------------------------ the GEMMs over all T*B rows
+# Before and after the time loop, X Wx and dA Wx.T run on the same panel kernel
+# as the steps where the output's columns are whole panels (BLAS otherwise): on
+# 16 x 256 x 1024 panels it did more multiply-adds per second than OpenBLAS 0.3.30
+# did on these GEMMs, whose packing took a fifth of their time (perf, B=16 H=256).
+
+cdef enum:
+    ROW_BLOCK_ELEMENTS = 65536   # A's rows per call to the panel kernel: 256 KB of float32
+
+
+cdef inline void rows_times_panels(const floating* A, Py_ssize_t lda, Py_ssize_t lo,
+                                   Py_ssize_t hi, Py_ssize_t K, const floating* Wp,
+                                   Py_ssize_t N, floating* C, bint add) noexcept nogil:
+    """C[lo:hi] (+)= A[lo:hi] @ W for A (rows, K), W (K, N) packed as N / U column
+    panels by pack_gate_blocks(W, Wp, K, 1, N, ...), C (rows, N); N whole panels.
+    A block of rows stays in L2 while each group of panels passes over it."""
+    cdef Py_ssize_t U = panel_units(A), r0 = lo
+    cdef Py_ssize_t mc = max(1, ROW_BLOCK_ELEMENTS // K)
+    while r0 < hi:
+        panel_gemm(min(mc, hi - r0), K, N // U, A + r0 * lda, lda, Wp, K * U, C + r0 * N,
+                   N, U, add)
+        r0 += mc
+
+
+cdef inline void input_projection(const floating* x, const floating* Wx, const floating* b,
+                                  floating* A, floating* Wxp, Py_ssize_t rows,
+                                  Py_ssize_t I, Py_ssize_t N, int n_threads) noexcept nogil:
+    """A := x @ Wx + b for x (rows, I), Wx (I, N), b (N,); rows split across threads.
+    Wxp is scratch of I*N elements for Wx's panels."""
+    cdef Py_ssize_t U = panel_units(x), p, lo, hi
+    cdef UnitSpan u
+    if N % U:
+        for p in prange(n_threads, schedule='static', num_threads=n_threads):
+            lo = span_lo(rows, n_threads, p)
+            hi = span_lo(rows, n_threads, p + 1)
+            fill_rows(A + lo * N, b, hi - lo, N)
+            gemm(False, False, <int>(hi - lo), <int>N, <int>I, 1, x + lo * I, <int>I, Wx,
+                 <int>N, 1, A + lo * N, <int>N)
+        return
+    with parallel(num_threads=n_threads):
+        u = my_units(N, U)
+        pack_gate_blocks(Wx, Wxp, I, 1, N, u.q0, u.q1)
+        lo = span_lo(rows, fl_team_size(), fl_team_rank())
+        hi = span_lo(rows, fl_team_size(), fl_team_rank() + 1)
+        fill_rows(A + lo * N, b, hi - lo, N)
+        # every thread reads all of Wx's panels
+        fl_team_barrier()
+        rows_times_panels(x, I, lo, hi, I, Wxp, N, A, True)
+
+
+cdef inline void rows_times_transposed(const floating* A, const floating* W,
+                                       floating* C, floating* Wp, Py_ssize_t rows,
+                                       Py_ssize_t N, Py_ssize_t I,
+                                       int n_threads) noexcept nogil:
+    """C := A @ W.T for A (rows, N), W (I, N), C (rows, I); rows split across
+    threads. Wp is scratch of I*N elements for W's panels."""
+    cdef Py_ssize_t U = panel_units(A), lo, hi
+    cdef UnitSpan u
+    if I % U:
+        gemm_split_rows(False, True, rows, I, N, 1, A, N, W, N, 0, C, I, n_threads)
+        return
+    with parallel(num_threads=n_threads):
+        u = my_units(I, U)
+        pack_unit_blocks(W, Wp, I, N, u.q0, u.q1)
+        lo = span_lo(rows, fl_team_size(), fl_team_rank())
+        hi = span_lo(rows, fl_team_size(), fl_team_rank() + 1)
+        # every thread reads all of W's panels
+        fl_team_barrier()
+        rows_times_panels(A, N, lo, hi, N, Wp, I, C, False)
+
+
+cdef enum:
+    GRAD_ROWS = 256   # rows of dA packed at a time for the weight gradients
+    # The panel kernel adds every chunk into dW, which must then stay in the
+    # thread's L2: at B=64 H=512 (4 MB of dWx) on 1 thread it took 4% longer than
+    # BLAS, on 2 threads (2 MB each) 2% less (bench/RESULTS.md, 2026-11-23).
+    GRAD_MAX_BYTES = 2097152   # of dWx or dWh per thread
+
+
+cdef inline Py_ssize_t backward_scratch(Py_ssize_t I, Py_ssize_t Hp,
+                                        Py_ssize_t N) noexcept nogil:
+    """Elements of the backward's scratch for a cell with N = G*H gate columns: Wh's
+    panels (Hp*N), then weight_grads' (see there)."""
+    return N * max(max(Hp, I), 2 * GRAD_ROWS)
+
+
 cdef inline void weight_grads(const floating* x, const floating* h0, const floating* y,
                               const floating* Wx, const floating* dAX, const floating* dAH,
                               floating* dWx, floating* dWh, floating* dx, floating* WT,
@@ -287,18 +377,50 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
         dWx = X.T @ dAX;  dWh = h0.T @ dAH[0] + Y[:-1].T @ dAH[1:];  dx = dAX @ Wx.T
     dAX, dAH (T, B, G*H) are the gradients of the input and recurrent
     pre-activations (one array for the RNN and LSTM, two for the GRU); WT is
-    scratch of G*H*max(I, H) elements.
-    dWx and dWh are computed transposed (dAX.T @ X) into WT, then transposed. In
-    BLAS's column-major terms that makes dA the operand OpenBLAS 0.3.30 packs with
-    its fast copy: as the other one, packing it took a quarter of the GEMM's time
-    (perf, X.T @ dA at B=16 H=256), and the train step up to 8% more on 1 thread
-    (bench/RESULTS.md, 2026-11-23 (last))."""
-    cdef Py_ssize_t N = G * H
-    gemm_split_rows(True, False, N, I, T * B, 1, dAX, N, x, I, 0, WT, I, n_threads)
-    transpose(WT, dWx, N, I, n_threads)
-    gemm_split_rows(True, False, N, H, B, 1, dAH, N, h0, H, 0, WT, H, n_threads)
-    if T > 1:
-        gemm_split_rows(True, False, N, H, (T - 1) * B, 1, dAH + B * N, N, y, H, 1, WT, H,
-                        n_threads)
-    transpose(WT, dWh, N, H, n_threads)
-    gemm_split_rows(False, True, T * B, I, N, 1, dAX, N, Wx, N, 0, dx, I, n_threads)
+    scratch of backward_scratch(I, Hp, G*H) elements.
+
+    Where G*H is whole panels and a thread's columns of dWx and dWh take at most
+    GRAD_MAX_BYTES each, they run on the panel kernel with X, h0 and Y read in
+    place (a_trans), and threads split their columns: each thread packs its
+    columns of GRAD_ROWS rows of dA at a time, used for both gradients, and needs
+    no barrier. OpenBLAS 0.3.30 packed dA once per GEMM, slowly, and did fewer
+    multiply-adds per second on these GEMMs than the panel kernel (perf, B=16
+    H=256); the train step took 8% less there (bench/RESULTS.md, 2026-11-23).
+
+    Otherwise BLAS computes them transposed (dAX.T @ X) into WT, and they are
+    transposed: in BLAS's column-major terms that makes dA the operand OpenBLAS
+    packs with its fast copy (a quarter of the GEMM's time less)."""
+    cdef Py_ssize_t N = G * H, U = panel_units(x), TB = T * B, k0, k1, K
+    cdef UnitSpan u
+    cdef floating* PX = WT
+    cdef floating* PH = WT if dAH == dAX else WT + GRAD_ROWS * N
+    cdef const floating* hp
+    if N % U == 0 and max(I, H) * N * sizeof(floating) <= GRAD_MAX_BYTES * n_threads:
+        with parallel(num_threads=n_threads):
+            u = my_units(N, U)
+            k0 = 0
+            while k0 < TB:
+                # chunks of h0's rows, then of Y's, so each has one source of h_{t-1}
+                k1 = min(k0 + GRAD_ROWS, B if k0 < B else TB)
+                K = k1 - k0
+                hp = h0 + k0 * H if k0 < B else y + (k0 - B) * H
+                # panels GRAD_ROWS*U apart whatever K: a thread's panels of one
+                # chunk never overlap another's of the chunk before
+                pack_gate_blocks(dAX + k0 * N, PX, K, 1, N, u.q0, u.q1, GRAD_ROWS * U)
+                panel_gemm(I, K, u.q1 - u.q0, x + k0 * I, I, PX + u.q0 * GRAD_ROWS * U,
+                           GRAD_ROWS * U, dWx + u.j0, N, U, k0 > 0, True)
+                if PH != PX:
+                    pack_gate_blocks(dAH + k0 * N, PH, K, 1, N, u.q0, u.q1,
+                                     GRAD_ROWS * U)
+                panel_gemm(H, K, u.q1 - u.q0, hp, H, PH + u.q0 * GRAD_ROWS * U,
+                           GRAD_ROWS * U, dWh + u.j0, N, U, k0 > 0, True)
+                k0 = k1
+    else:
+        gemm_split_rows(True, False, N, I, TB, 1, dAX, N, x, I, 0, WT, I, n_threads)
+        transpose(WT, dWx, N, I, n_threads)
+        gemm_split_rows(True, False, N, H, B, 1, dAH, N, h0, H, 0, WT, H, n_threads)
+        if T > 1:
+            gemm_split_rows(True, False, N, H, (T - 1) * B, 1, dAH + B * N, N, y, H, 1,
+                            WT, H, n_threads)
+        transpose(WT, dWh, N, H, n_threads)
+    rows_times_transposed(dAX, Wx, dx, WT, TB, N, I, n_threads)

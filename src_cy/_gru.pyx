@@ -23,7 +23,7 @@ from cython.parallel cimport parallel
 from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
                       input_projection, panel_units, padded_units, block_threads,
                       pack_gate_blocks, pack_unit_blocks, step_gemm, step_grad_gemm,
-                      weight_grads, add_row)
+                      weight_grads, backward_scratch, add_row)
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._threads import get_num_threads, single_threaded_blas
@@ -89,13 +89,13 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     Returns y (T, B, H), hT (B, H), cache (see fastlstm.reference).
     Shapes are trusted (all sizes >= 1): fastlstm.ops checks them.
     """
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], H = Wh.shape[0]
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
     y = empty((T, B, H), dtype)
     gates = empty((T, B, 3 * H), dtype)
     hn = empty((T, B, H), dtype)
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
-    cdef floating[::1] Whp = empty(H * 3 * Hp, dtype)
+    cdef floating[::1] Whp = empty(max(H * 3 * Hp, I * 3 * H), dtype)
     cdef floating[::1] AH = empty(B * 3 * Hp, dtype)
     cdef floating[:, :, ::1] y_, gates_, hn_
     y_, gates_, hn_ = y, gates, hn
@@ -112,7 +112,8 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    const floating[::1] bx,           # IN  (3H,)
                    const floating[::1] bh,           # IN  (3H,)
                    const floating[:, ::1] h0,        # IN  (B, H)
-                   floating[::1] Whp,                # OUT (H*3Hp,), Wh's panels, scratch
+                   floating[::1] Whp,                # OUT (max(H*3Hp, I*3H),), scratch: Wx's
+                                                     # panels, then Wh's
                    floating[::1] AH,                 # OUT (B*3Hp,), h_{t-1} Wh, scratch
                    floating[:, :, ::1] y,            # OUT (T, B, H)
                    floating[:, :, ::1] gates,        # OUT (T, B, 3H), [r, z, n]
@@ -125,7 +126,8 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef const floating* h_prev
     cdef int P = block_threads(B, H, 3, U, n_threads)
     # 1. AX = X Wx + bx over all T*B rows
-    input_projection(&x[0, 0, 0], &Wx[0, 0], &bx[0], &gates[0, 0, 0], T * B, I, G, n_threads)
+    input_projection(&x[0, 0, 0], &Wx[0, 0], &bx[0], &gates[0, 0, 0], &Whp[0], T * B, I, G,
+                     n_threads)
     with parallel(num_threads=P):
         u = my_units(H, U)
         n = (u.q1 - u.q0) * U
@@ -162,7 +164,7 @@ def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
     dh = zeros((B, Hp), dtype)
     dh[:, :H] = dhT
-    cdef floating[::1] WhTp = empty(max(Hp, I) * 3 * H, dtype)
+    cdef floating[::1] WhTp = empty(backward_scratch(I, Hp, 3 * H), dtype)
     cdef floating[:, :, ::1] dAX = empty((T, B, 3 * H), dtype)
     cdef floating[:, :, ::1] dAH = empty((T, B, 3 * H), dtype)
     cdef floating[:, :, ::1] dx_
@@ -184,8 +186,8 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     const floating[:, :, ::1] gates,  # IN  (T, B, 3H)
                     const floating[:, :, ::1] hn,     # IN  (T, B, H)
                     const floating[:, :, ::1] dy,     # IN  (T, B, H)
-                    floating[::1] WhTp,               # OUT (max(Hp, I)*3H,), scratch: Wh's
-                                                      # panels, then dWx.T, dWh.T
+                    floating[::1] WhTp,               # OUT (backward_scratch(I, Hp, 3H),),
+                                                      # scratch: Wh's panels, then weight_grads'
                     floating[:, :, ::1] dAX,          # OUT (T, B, 3H), scratch
                     floating[:, :, ::1] dAH,          # OUT (T, B, 3H), scratch
                     floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, Hp), padded

@@ -21,7 +21,7 @@ from cython.parallel cimport parallel
 from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
                       input_projection, panel_units, padded_units, block_threads,
                       pack_gate_blocks, pack_unit_blocks, step_gemm, step_grad_gemm,
-                      weight_grads, add_row)
+                      weight_grads, backward_scratch, add_row)
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._threads import get_num_threads, single_threaded_blas
@@ -84,7 +84,7 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     Returns y (T, B, H), hT, cT (B, H), cache (see fastlstm.reference).
     Shapes are trusted (all sizes >= 1): fastlstm.ops checks them.
     """
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], H = Wh.shape[0]
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
     y = empty((T, B, H), dtype)
     c = empty((T, B, H), dtype)
@@ -92,7 +92,7 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef floating[:, :, ::1] y_, c_, gates_
     y_, c_, gates_ = y, c, gates
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
-    cdef floating[::1] Whp = empty(H * 4 * Hp, dtype)
+    cdef floating[::1] Whp = empty(max(H * 4 * Hp, I * 4 * H), dtype)
     cdef floating[::1] S = empty(B * 4 * Hp, dtype)
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:
@@ -108,7 +108,8 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    const floating[::1] b,            # IN  (4H,)
                    const floating[:, ::1] h0,        # IN  (B, H)
                    const floating[:, ::1] c0,        # IN  (B, H)
-                   floating[::1] Whp,                # OUT (H*4Hp,), Wh's panels, scratch
+                   floating[::1] Whp,                # OUT (max(H*4Hp, I*4H),), scratch: Wx's
+                                                     # panels, then Wh's
                    floating[::1] S,                  # OUT (B*4Hp,), h_{t-1} Wh, scratch
                    floating[:, :, ::1] y,            # OUT (T, B, H)
                    floating[:, :, ::1] c,            # OUT (T, B, H)
@@ -122,8 +123,8 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef const floating* c_prev
     cdef int P = block_threads(B, H, 4, U, n_threads)
     # 1. A = X Wx + b over all T*B rows
-    input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &gates[0, 0, 0], T * B, I, 4 * H,
-                     n_threads)
+    input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &gates[0, 0, 0], &Whp[0], T * B, I,
+                     4 * H, n_threads)
     with parallel(num_threads=P):
         u = my_units(H, U)
         n = (u.q1 - u.q0) * U
@@ -166,7 +167,7 @@ def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::
     cdef floating[:, :, ::1] dA_, dx_
     cdef floating[:, ::1] dh_, dc_, dWx_, dWh_
     cdef floating[::1] db_
-    cdef floating[::1] WhTp = empty(max(Hp, I) * 4 * H, dtype)
+    cdef floating[::1] WhTp = empty(backward_scratch(I, Hp, 4 * H), dtype)
     dA_, dx_, dh_, dc_, dWx_, dWh_, db_ = dA, dx, dh, dc, dWx, dWh, db
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:
@@ -184,8 +185,8 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     const floating[:, :, ::1] c,      # IN  (T, B, H)
                     const floating[:, :, ::1] gates,  # IN  (T, B, 4H)
                     const floating[:, :, ::1] dy,     # IN  (T, B, H)
-                    floating[::1] WhTp,               # OUT (max(Hp, I)*4H,), scratch: Wh's
-                                                      # panels, then dWx.T, dWh.T
+                    floating[::1] WhTp,               # OUT (backward_scratch(I, Hp, 4H),),
+                                                      # scratch: Wh's panels, then weight_grads'
                     floating[:, :, ::1] dA,           # OUT (T, B, 4H), scratch
                     floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, Hp), padded
                     floating[:, ::1] dc,              # IN dcT, OUT dc0 (B, H)

@@ -19,7 +19,7 @@ from cython.parallel cimport parallel
 from _common cimport (UnitSpan, my_units, fl_team_barrier, tanh_, input_projection,
                       panel_units, padded_units, block_threads, pack_gate_blocks,
                       pack_unit_blocks, step_gemm, step_grad_gemm, weight_grads,
-                      add_row)
+                      backward_scratch, add_row)
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._threads import get_num_threads, single_threaded_blas
@@ -50,12 +50,12 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
 
     Shapes are trusted (all sizes >= 1): fastlstm.ops checks them.
     """
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], H = Wh.shape[0]
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
     y = empty((T, B, H), dtype)
     cdef floating[:, :, ::1] y_ = y
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
-    cdef floating[::1] Whp = empty(H * Hp, dtype)
+    cdef floating[::1] Whp = empty(max(H * Hp, I * H), dtype)
     cdef floating[::1] S = empty(B * Hp, dtype)
     cdef int nt = get_num_threads() if n_threads is None else n_threads
     with single_threaded_blas(), nogil:
@@ -69,7 +69,8 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    const floating[:, ::1] Wh,        # IN  (H, H)
                    const floating[::1] b,            # IN  (H,)
                    const floating[:, ::1] h0,        # IN  (B, H)
-                   floating[::1] Whp,                # OUT (H*Hp,), Wh's panels, scratch
+                   floating[::1] Whp,                # OUT (max(H*Hp, I*H),), scratch: Wx's
+                                                     # panels, then Wh's
                    floating[::1] S,                  # OUT (B*Hp,), h_{t-1} Wh, scratch
                    floating[:, :, ::1] y,            # OUT (T, B, H), also holds A
                    int n_threads) noexcept nogil:
@@ -80,7 +81,8 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef const floating* h_prev
     cdef int P = block_threads(B, H, 1, U, n_threads)
     # 1. A = X Wx + b, written into y and turned into h in place
-    input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &y[0, 0, 0], T * B, I, H, n_threads)
+    input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &y[0, 0, 0], &Whp[0], T * B, I, H,
+                     n_threads)
     with parallel(num_threads=P):
         u = my_units(H, U)
         n = (u.q1 - u.q0) * U
@@ -112,7 +114,7 @@ def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
     dh = zeros((B, Hp), dtype)
     dh[:, :H] = dhT
-    cdef floating[::1] WhTp = empty(max(Hp, I) * H, dtype)
+    cdef floating[::1] WhTp = empty(backward_scratch(I, Hp, H), dtype)
     dA = empty((T, B, H), dtype)
     cdef floating[:, :, ::1] dA_, dx_
     cdef floating[:, ::1] dh_, dWx_, dWh_
@@ -130,8 +132,8 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     const floating[:, ::1] h0,        # IN  (B, H)
                     const floating[:, :, ::1] y,      # IN  (T, B, H)
                     const floating[:, :, ::1] dy,     # IN  (T, B, H)
-                    floating[::1] WhTp,               # OUT (max(Hp, I)*H,), scratch: Wh's
-                                                      # panels, then dWx.T, dWh.T
+                    floating[::1] WhTp,               # OUT (backward_scratch(I, Hp, H),),
+                                                      # scratch: Wh's panels, then weight_grads'
                     floating[:, :, ::1] dA,           # OUT (T, B, H), scratch
                     floating[:, ::1] dh,              # IN dhT, OUT dh0 (B, Hp), padded
                     floating[:, :, ::1] dx,           # OUT (T, B, I)

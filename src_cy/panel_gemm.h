@@ -9,6 +9,8 @@
  *   fl_panel_gemm_T(M, K, npanels, A, lda, P, pstride, C, ldc, cstride)
  *     for r < M, v < npanels, u < FL_U:
  *       C[r*ldc + v*cstride + u] (+)= sum_k A[r*lda + k] * P[v*pstride + k*FL_U + u]
+ *   fl_panel_gemm_at_T: the same with A[k*lda + r], A given transposed (the
+ *     weight gradients X.T dA, where X is (K, M) row-major).
  *
  * Panel v's columns go to C at v*cstride, so one call can write the gate blocks
  * of a group of units (cstride = the gate blocks' distance) or consecutive units
@@ -40,9 +42,9 @@ typedef T fl_vec_##SUF __attribute__((vector_size(FL_VBYTES), aligned(sizeof(T))
 enum { FL_U_##SUF = FL_VBYTES / sizeof(T) };                                           \
                                                                                        \
 /* One mr x nv tile; mr, nv are constants after inlining, so acc lives in registers */ \
-FL_INLINE void fl_tile_##SUF(const int mr, const int nv, long K, const T* A, long lda,  \
-                             const T* P, long pstride, T* C, long ldc, long cstride,   \
-                             int add)                                                  \
+FL_INLINE void fl_tile_##SUF(const int mr, const int nv, long K, const T* A, long sr,   \
+                             long sk, const T* P, long pstride, T* C, long ldc,        \
+                             long cstride, int add)                                    \
 {                                                                                      \
     fl_vec_##SUF acc[FL_MR][FL_NV];                                                    \
     _Pragma("GCC unroll 8") for (int r = 0; r < mr; r++)                               \
@@ -54,7 +56,7 @@ FL_INLINE void fl_tile_##SUF(const int mr, const int nv, long K, const T* A, lon
         _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                           \
             w[v] = *(const fl_vec_##SUF*)(P + v * pstride + k * FL_U_##SUF);           \
         _Pragma("GCC unroll 8") for (int r = 0; r < mr; r++) {                         \
-            const T a = A[r * lda + k];                                                \
+            const T a = A[r * sr + k * sk];                                            \
             _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                       \
                 acc[r][v] += a * w[v];                                                 \
         }                                                                              \
@@ -64,20 +66,20 @@ FL_INLINE void fl_tile_##SUF(const int mr, const int nv, long K, const T* A, lon
             *(fl_vec_##SUF*)(C + r * ldc + v * cstride) = acc[r][v];                   \
 }                                                                                      \
                                                                                        \
-FL_INLINE void fl_tile_rows_##SUF(int mr, const int nv, long K, const T* A, long lda,   \
-                                  const T* P, long pstride, T* C, long ldc,            \
+FL_INLINE void fl_tile_rows_##SUF(int mr, const int nv, long K, const T* A, long sr,    \
+                                  long sk, const T* P, long pstride, T* C, long ldc,   \
                                   long cstride, int add)                               \
 {                                                                                      \
     switch (mr) {                                                                      \
-    case 1: fl_tile_##SUF(1, nv, K, A, lda, P, pstride, C, ldc, cstride, add); break;  \
-    case 2: fl_tile_##SUF(2, nv, K, A, lda, P, pstride, C, ldc, cstride, add); break;  \
+    case 1: fl_tile_##SUF(1, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add); break; \
+    case 2: fl_tile_##SUF(2, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add); break; \
     FL_MORE_ROWS_##SUF                                                                 \
     }                                                                                  \
 }                                                                                      \
                                                                                        \
-static void fl_panel_gemm_##SUF(long M, long K, long npanels, const T* A, long lda,    \
-                                const T* P, long pstride, T* C, long ldc, long cstride, \
-                                int add)                                               \
+FL_INLINE void fl_panels_##SUF(long M, long K, long npanels, const T* A, long sr,      \
+                               long sk, const T* P, long pstride, T* C, long ldc,      \
+                               long cstride, int add)                                  \
 {                                                                                      \
     /* Panels outside, rows inside: a group of FL_NV panels (K x FL_NV vectors)       \
        stays in L2 while every row block passes over it. */                            \
@@ -85,25 +87,41 @@ static void fl_panel_gemm_##SUF(long M, long K, long npanels, const T* A, long l
         const long nv = npanels - v < FL_NV ? npanels - v : FL_NV;                     \
         for (long r = 0; r < M; r += FL_MR) {                                          \
             const int mr = M - r < FL_MR ? (int)(M - r) : FL_MR;                       \
-            const T* a = A + r * lda;                                                  \
+            const T* a = A + r * sr;                                                   \
             const T* p = P + v * pstride;                                              \
             T* c = C + r * ldc + v * cstride;                                          \
             switch (nv) {                                                              \
-            case 1: fl_tile_rows_##SUF(mr, 1, K, a, lda, p, pstride, c, ldc, cstride, add); break; \
-            case 2: fl_tile_rows_##SUF(mr, 2, K, a, lda, p, pstride, c, ldc, cstride, add); break; \
-            case 3: fl_tile_rows_##SUF(mr, 3, K, a, lda, p, pstride, c, ldc, cstride, add); break; \
-            default: fl_tile_rows_##SUF(mr, 4, K, a, lda, p, pstride, c, ldc, cstride, add);     \
+            case 1: fl_tile_rows_##SUF(mr, 1, K, a, sr, sk, p, pstride, c, ldc, cstride, add); break; \
+            case 2: fl_tile_rows_##SUF(mr, 2, K, a, sr, sk, p, pstride, c, ldc, cstride, add); break; \
+            case 3: fl_tile_rows_##SUF(mr, 3, K, a, sr, sk, p, pstride, c, ldc, cstride, add); break; \
+            default: fl_tile_rows_##SUF(mr, 4, K, a, sr, sk, p, pstride, c, ldc, cstride, add);     \
             }                                                                          \
         }                                                                              \
     }                                                                                  \
+}                                                                                      \
+                                                                                       \
+/* A row-major (M, K): its rows are contiguous. */                                     \
+static void fl_panel_gemm_##SUF(long M, long K, long npanels, const T* A, long lda,    \
+                                const T* P, long pstride, T* C, long ldc, long cstride, \
+                                int add)                                               \
+{                                                                                      \
+    fl_panels_##SUF(M, K, npanels, A, lda, 1, P, pstride, C, ldc, cstride, add);       \
+}                                                                                      \
+                                                                                       \
+/* A given as its transpose, row-major (K, M), the tile's rows side by side. */        \
+static void fl_panel_gemm_at_##SUF(long M, long K, long npanels, const T* A, long lda, \
+                                   const T* P, long pstride, T* C, long ldc,           \
+                                   long cstride, int add)                              \
+{                                                                                      \
+    fl_panels_##SUF(M, K, npanels, A, 1, lda, P, pstride, C, ldc, cstride, add);       \
 }
 
 #if FL_MR == 6
 #define FL_MORE_ROWS(SUF)                                                              \
-    case 3: fl_tile_##SUF(3, nv, K, A, lda, P, pstride, C, ldc, cstride, add); break;  \
-    case 4: fl_tile_##SUF(4, nv, K, A, lda, P, pstride, C, ldc, cstride, add); break;  \
-    case 5: fl_tile_##SUF(5, nv, K, A, lda, P, pstride, C, ldc, cstride, add); break;  \
-    default: fl_tile_##SUF(6, nv, K, A, lda, P, pstride, C, ldc, cstride, add);
+    case 3: fl_tile_##SUF(3, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add); break; \
+    case 4: fl_tile_##SUF(4, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add); break; \
+    case 5: fl_tile_##SUF(5, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add); break; \
+    default: fl_tile_##SUF(6, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add);
 #else
 #define FL_MORE_ROWS(SUF)
 #endif

@@ -19,7 +19,7 @@ DTYPES = [np.float64, np.float32]
 # B*H large enough for the kernels to split the hidden units across threads; I wider
 # than H padded to whole SIMD blocks (the backward's scratch is sized by both).
 SHAPES = [(1, 1, 3, 5), (4, 1, 2, 9), (5, 3, 7, 13), (3, 7, 1, 4), (6, 33, 5, 70),
-          (2, 64, 16, 130), (3, 4, 40, 5)]
+          (2, 64, 16, 130), (3, 4, 40, 5), (3, 5, 32, 32)]
 
 
 def test_compiled_backends_are_available():
