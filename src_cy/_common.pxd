@@ -188,7 +188,7 @@ cdef inline void panel_gemm(Py_ssize_t M, Py_ssize_t K, Py_ssize_t npanels,
 # have, about half a microsecond of one core's work: below that, its share of the
 # step is shorter than the barrier it adds. On a 16-core Xeon, 32768 beat 131072
 # and 524288 at B=1, H=256 by a third, and tied them at larger shapes
-# (bench/RESULTS.md, 2026-11-23, persistent threads).
+# (bench/RESULTS.md, 2026-11-23 (16 cores)).
 cdef enum:
     STEP_MIN_WORK = 32768
 
@@ -356,8 +356,9 @@ cdef inline void rows_times_transposed(const floating* A, const floating* W,
 cdef enum:
     GRAD_ROWS = 256   # rows of dA packed at a time for the weight gradients
     # The panel kernel adds every chunk into dW, which must then stay in the
-    # thread's L2: at B=64 H=512 (4 MB of dWx) on 1 thread it took 4% longer than
-    # BLAS, on 2 threads (2 MB each) 2% less (bench/RESULTS.md, 2026-11-23).
+    # thread's L2: at B=64 H=512 (4 MB of dWx) on 1 thread it took 5% longer than
+    # BLAS, on 2 threads (2 MB each) 2% less (bench/RESULTS.md,
+    # 2026-11-23 (16 cores)).
     GRAD_MAX_BYTES = 2097152   # of dWx or dWh per thread
 
 
@@ -385,7 +386,8 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
     columns of GRAD_ROWS rows of dA at a time, used for both gradients, and needs
     no barrier. OpenBLAS 0.3.30 packed dA once per GEMM, slowly, and did fewer
     multiply-adds per second on these GEMMs than the panel kernel (perf, B=16
-    H=256); the train step took 8% less there (bench/RESULTS.md, 2026-11-23).
+    H=256); the train step took 8% less there (bench/RESULTS.md,
+    2026-11-23 (16 cores)).
 
     Otherwise BLAS computes them transposed (dAX.T @ X) into WT, and they are
     transposed: in BLAS's column-major terms that makes dA the operand OpenBLAS
