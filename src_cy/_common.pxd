@@ -284,9 +284,9 @@ cdef inline void step_grad_gemm(const floating* dA, const floating* Wp, floating
 
 # ------------------------------------------------ the GEMMs over all T*B rows
 # Before and after the time loop, X Wx and dA Wx.T run on the same panel kernel
-# as the steps where the output's columns are whole panels (BLAS otherwise): on
-# 16 x 256 x 1024 panels it did more multiply-adds per second than OpenBLAS 0.3.30
-# did on these GEMMs, whose packing took a fifth of their time (perf, B=16 H=256).
+# as the steps where the output's columns are whole panels (BLAS otherwise). On
+# these two it is about as fast as OpenBLAS 0.3.30 (1-2% of a train step at B=16
+# H=256); on the weight gradients, below, it is much faster.
 
 cdef enum:
     ROW_BLOCK_ELEMENTS = 65536   # A's rows per call to the panel kernel: 256 KB of float32
