@@ -1,8 +1,5 @@
 """Checkpoints: round trips, atomic writes, and clear errors on bad files."""
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -50,12 +47,12 @@ def test_the_format_is_as_documented(tmp_path):
         assert sorted(f.files) == sorted(["meta"] + [f"param/{k}" for k in model.params])
 
 
-def test_a_killed_save_leaves_the_old_checkpoint_intact(tmp_path):
+def test_a_killed_save_leaves_the_old_checkpoint_intact(tmp_path, python):
     """The process dies (os._exit, no cleanup) halfway through writing."""
     path = tmp_path / "m.npz"
     fastlstm.save(Model.for_series(1, hidden_size=2), path)
     before = path.read_bytes()
-    script = textwrap.dedent(f"""
+    r = python(f"""
         import os, numpy as np, fastlstm
         from fastlstm.model import Model
         real = np.lib.format.write_array
@@ -68,7 +65,7 @@ def test_a_killed_save_leaves_the_old_checkpoint_intact(tmp_path):
         np.lib.format.write_array = dying
         fastlstm.save(Model.for_series(1, hidden_size=50, seed=5), {str(path)!r})
     """)
-    assert subprocess.run([sys.executable, "-c", script]).returncode == 9
+    assert r.returncode == 9, r.stderr
     assert path.read_bytes() == before
     fastlstm.load(path)
 

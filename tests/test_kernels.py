@@ -1,9 +1,6 @@
 """Every compiled backend against the reference: one grid of cell x dtype x shape,
 hypothesis-drawn shapes, thread counts, and caches crossing backends."""
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -71,12 +68,12 @@ def test_results_do_not_depend_on_threads(backend, cell, n_threads):
 
 
 @pytest.mark.skipif("cython" not in COMPILED, reason="no Cython backend")
-def test_cython_splits_by_the_threads_openmp_grants():
+def test_cython_splits_by_the_threads_openmp_grants(python):
     """The time loops split the units by the team OpenMP grants, which can be
     smaller than the one asked for (OMP_THREAD_LIMIT, or a call from inside another
     parallel region). With a limit of 1, a 3-thread call of every cell still gives
     the reference's numbers. A fresh process: OpenMP reads the limit at start."""
-    script = textwrap.dedent(f"""
+    r = python(f"""
         import sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         import numpy as np
@@ -87,10 +84,7 @@ def test_cython_splits_by_the_threads_openmp_grants():
             with fastlstm.threads(3):
                 assert_same(run(cell, "numpy", p, g), run(cell, "cython", p, g),
                             np.float64)
-    """)
-    env = dict(os.environ, OMP_THREAD_LIMIT="1")
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       env=env, timeout=600)
+    """, OMP_THREAD_LIMIT="1")
     assert r.returncode == 0, r.stderr
 
 

@@ -1,19 +1,15 @@
 """Thread control: the BLAS limits around the kernels reach every BLAS they call."""
-import subprocess
-import sys
-import textwrap
-
 import pytest
 
 
-def test_kernels_limit_scipys_blas_even_when_numba_loads_it_late():
+def test_kernels_limit_scipys_blas_even_when_numba_loads_it_late(python):
     """Numba loads scipy's BLAS when it first compiles, inside the first kernel call.
     threadpoolctl limits only the libraries loaded when it looks, so the limit the
     kernels run under must be taken after that load; otherwise that BLAS runs
     threaded inside the kernels' threads (bench/RESULTS.md: 35x slower at 2
     threads). A fresh process, so that nothing has loaded scipy before."""
     pytest.importorskip("numba")
-    script = textwrap.dedent("""
+    r = python("""
         import sys
         import numpy as np
         import fastlstm
@@ -29,6 +25,4 @@ def test_kernels_limit_scipys_blas_even_when_numba_loads_it_late():
         assert any("scipy" in path for path in loaded), loaded
         assert loaded <= limited, loaded - limited
     """)
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       timeout=600)
     assert r.returncode == 0, r.stderr
