@@ -143,16 +143,16 @@ cdef extern from "panel_gemm.h" nogil:
     const int FL_VBYTES
     void fl_panel_gemm_f(long M, long K, long npanels, const float* A, long lda,
                          const float* P, long pstride, float* C, long ldc, long cstride,
-                         int add)
+                         int add, const float* bias)
     void fl_panel_gemm_d(long M, long K, long npanels, const double* A, long lda,
                          const double* P, long pstride, double* C, long ldc,
-                         long cstride, int add)
+                         long cstride, int add, const double* bias)
     void fl_panel_gemm_at_f(long M, long K, long npanels, const float* A, long lda,
                             const float* P, long pstride, float* C, long ldc,
-                            long cstride, int add)
+                            long cstride, int add, const float* bias)
     void fl_panel_gemm_at_d(long M, long K, long npanels, const double* A, long lda,
                             const double* P, long pstride, double* C, long ldc,
-                            long cstride, int add)
+                            long cstride, int add, const double* bias)
 
 
 cdef inline Py_ssize_t panel_units(const floating* like) noexcept nogil:
@@ -168,20 +168,25 @@ cdef inline Py_ssize_t padded_units(Py_ssize_t H, Py_ssize_t U) noexcept nogil:
 cdef inline void panel_gemm(Py_ssize_t M, Py_ssize_t K, Py_ssize_t npanels,
                             const floating* A, Py_ssize_t lda, const floating* P,
                             Py_ssize_t pstride, floating* C, Py_ssize_t ldc,
-                            Py_ssize_t cstride, bint add,
-                            bint a_trans=False) noexcept nogil:
+                            Py_ssize_t cstride, bint add, bint a_trans=False,
+                            const floating* bias=NULL) noexcept nogil:
     """C[:, v*cstride : v*cstride + U] (+)= op(A) (M, K) @ panel v, v < npanels;
-    op(A) is A (M, K), or with a_trans the transpose of A (K, M)."""
+    op(A) is A (M, K), or with a_trans the transpose of A (K, M). Without add, C
+    starts from the row bias (its columns as C's) where bias is given."""
     if floating is float:
         if a_trans:
-            fl_panel_gemm_at_f(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add)
+            fl_panel_gemm_at_f(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add,
+                               bias)
         else:
-            fl_panel_gemm_f(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add)
+            fl_panel_gemm_f(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add,
+                            bias)
     else:
         if a_trans:
-            fl_panel_gemm_at_d(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add)
+            fl_panel_gemm_at_d(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add,
+                               bias)
         else:
-            fl_panel_gemm_d(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add)
+            fl_panel_gemm_d(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add,
+                            bias)
 
 
 # Multiply-adds of the per-step product that each thread of the time loop must
@@ -294,15 +299,17 @@ cdef enum:
 
 cdef inline void rows_times_panels(const floating* A, Py_ssize_t lda, Py_ssize_t lo,
                                    Py_ssize_t hi, Py_ssize_t K, const floating* Wp,
-                                   Py_ssize_t N, floating* C, bint add) noexcept nogil:
-    """C[lo:hi] (+)= A[lo:hi] @ W for A (rows, K), W (K, N) packed as N / U column
-    panels by pack_gate_blocks(W, Wp, K, 1, N, ...), C (rows, N); N whole panels.
+                                   Py_ssize_t N, floating* C,
+                                   const floating* bias) noexcept nogil:
+    """C[lo:hi] := A[lo:hi] @ W (+ bias, a row of N, where not NULL) for A (rows, K),
+    W (K, N) packed as N / U column panels by pack_gate_blocks(W, Wp, K, 1, N, ...),
+    C (rows, N); N whole panels.
     A block of rows stays in L2 while each group of panels passes over it."""
     cdef Py_ssize_t U = panel_units(A), r0 = lo
     cdef Py_ssize_t mc = max(1, ROW_BLOCK_ELEMENTS // K)
     while r0 < hi:
         panel_gemm(min(mc, hi - r0), K, N // U, A + r0 * lda, lda, Wp, K * U, C + r0 * N,
-                   N, U, add)
+                   N, U, False, False, bias)
         r0 += mc
 
 
@@ -326,10 +333,9 @@ cdef inline void input_projection(const floating* x, const floating* Wx, const f
         pack_gate_blocks(Wx, Wxp, I, 1, N, u.q0, u.q1)
         lo = span_lo(rows, fl_team_size(), fl_team_rank())
         hi = span_lo(rows, fl_team_size(), fl_team_rank() + 1)
-        fill_rows(A + lo * N, b, hi - lo, N)
         # every thread reads all of Wx's panels
         fl_team_barrier()
-        rows_times_panels(x, I, lo, hi, I, Wxp, N, A, True)
+        rows_times_panels(x, I, lo, hi, I, Wxp, N, A, b)
 
 
 cdef inline void rows_times_transposed(const floating* A, const floating* W,
@@ -350,7 +356,7 @@ cdef inline void rows_times_transposed(const floating* A, const floating* W,
         hi = span_lo(rows, fl_team_size(), fl_team_rank() + 1)
         # every thread reads all of W's panels
         fl_team_barrier()
-        rows_times_panels(A, N, lo, hi, N, Wp, I, C, False)
+        rows_times_panels(A, N, lo, hi, N, Wp, I, C, NULL)
 
 
 cdef enum:

@@ -6,16 +6,19 @@
  * weights are packed once, before the time loop, into panels of K rows by one
  * vector of FL_U columns, and each step streams them through a register tile.
  *
- *   fl_panel_gemm_T(M, K, npanels, A, lda, P, pstride, C, ldc, cstride)
+ *   fl_panel_gemm_T(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add, bias)
  *     for r < M, v < npanels, u < FL_U:
- *       C[r*ldc + v*cstride + u] (+)= sum_k A[r*lda + k] * P[v*pstride + k*FL_U + u]
+ *       C[r*ldc + v*cstride + u] (+)= bias[v*cstride + u]
+ *                                     + sum_k A[r*lda + k] * P[v*pstride + k*FL_U + u]
  *   fl_panel_gemm_at_T: the same with A[k*lda + r], A given transposed (the
  *     weight gradients X.T dA, where X is (K, M) row-major).
  *
  * Panel v's columns go to C at v*cstride, so one call can write the gate blocks
  * of a group of units (cstride = the gate blocks' distance) or consecutive units
  * (cstride = FL_U). C is overwritten, or added to where `add` is non-zero; every
- * panel writes FL_U columns, so C is padded to whole panels.
+ * panel writes FL_U columns, so C is padded to whole panels. Where bias is not
+ * NULL (and add is zero), each row of C starts from it instead of from zero: the
+ * input projection's + b costs no pass of its own over C.
  *
  * GCC vector extensions: with -march=native they compile to the machine's widest
  * vectors; elsewhere GCC splits them, slower and with the same results.
@@ -42,15 +45,16 @@ typedef T fl_vec_##SUF __attribute__((vector_size(FL_VBYTES), aligned(sizeof(T))
 enum { FL_U_##SUF = FL_VBYTES / sizeof(T) };                                           \
                                                                                        \
 /* One mr x nv tile; mr, nv are constants after inlining, so acc lives in registers */ \
-FL_INLINE void fl_tile_##SUF(const int mr, const int nv, long K, const T* A, long sr,   \
+FL_INLINE void fl_tile_##SUF(const int mr, const int nv, long K, const T* A, long sr,  \
                              long sk, const T* P, long pstride, T* C, long ldc,        \
-                             long cstride, int add)                                    \
+                             long cstride, int add, const T* bias)                     \
 {                                                                                      \
     fl_vec_##SUF acc[FL_MR][FL_NV];                                                    \
     _Pragma("GCC unroll 8") for (int r = 0; r < mr; r++)                               \
         _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                           \
-            acc[r][v] = add ? *(fl_vec_##SUF*)(C + r * ldc + v * cstride)              \
-                            : (fl_vec_##SUF){0};                                       \
+            acc[r][v] = add    ? *(fl_vec_##SUF*)(C + r * ldc + v * cstride)           \
+                      : bias   ? *(const fl_vec_##SUF*)(bias + v * cstride)            \
+                               : (fl_vec_##SUF){0};                                    \
     for (long k = 0; k < K; k++) {                                                     \
         fl_vec_##SUF w[FL_NV];                                                         \
         _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                           \
@@ -66,22 +70,22 @@ FL_INLINE void fl_tile_##SUF(const int mr, const int nv, long K, const T* A, lon
             *(fl_vec_##SUF*)(C + r * ldc + v * cstride) = acc[r][v];                   \
 }                                                                                      \
                                                                                        \
-FL_INLINE void fl_tile_rows_##SUF(int mr, const int nv, long K, const T* A, long sr,    \
+FL_INLINE void fl_tile_rows_##SUF(int mr, const int nv, long K, const T* A, long sr,   \
                                   long sk, const T* P, long pstride, T* C, long ldc,   \
-                                  long cstride, int add)                               \
+                                  long cstride, int add, const T* bias)                \
 {                                                                                      \
     switch (mr) {                                                                      \
-    case 1: fl_tile_##SUF(1, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add); break; \
-    case 2: fl_tile_##SUF(2, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add); break; \
+    case 1: fl_tile_##SUF(1, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias); break; \
+    case 2: fl_tile_##SUF(2, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias); break; \
     FL_MORE_ROWS_##SUF                                                                 \
     }                                                                                  \
 }                                                                                      \
                                                                                        \
 FL_INLINE void fl_panels_##SUF(long M, long K, long npanels, const T* A, long sr,      \
                                long sk, const T* P, long pstride, T* C, long ldc,      \
-                               long cstride, int add)                                  \
+                               long cstride, int add, const T* bias)                   \
 {                                                                                      \
-    /* Panels outside, rows inside: a group of FL_NV panels (K x FL_NV vectors)       \
+    /* Panels outside, rows inside: a group of FL_NV panels (K x FL_NV vectors)        \
        stays in L2 while every row block passes over it. */                            \
     for (long v = 0; v < npanels; v += FL_NV) {                                        \
         const long nv = npanels - v < FL_NV ? npanels - v : FL_NV;                     \
@@ -90,11 +94,12 @@ FL_INLINE void fl_panels_##SUF(long M, long K, long npanels, const T* A, long sr
             const T* a = A + r * sr;                                                   \
             const T* p = P + v * pstride;                                              \
             T* c = C + r * ldc + v * cstride;                                          \
+            const T* bv = bias ? bias + v * cstride : bias;                            \
             switch (nv) {                                                              \
-            case 1: fl_tile_rows_##SUF(mr, 1, K, a, sr, sk, p, pstride, c, ldc, cstride, add); break; \
-            case 2: fl_tile_rows_##SUF(mr, 2, K, a, sr, sk, p, pstride, c, ldc, cstride, add); break; \
-            case 3: fl_tile_rows_##SUF(mr, 3, K, a, sr, sk, p, pstride, c, ldc, cstride, add); break; \
-            default: fl_tile_rows_##SUF(mr, 4, K, a, sr, sk, p, pstride, c, ldc, cstride, add);     \
+            case 1: fl_tile_rows_##SUF(mr, 1, K, a, sr, sk, p, pstride, c, ldc, cstride, add, bv); break; \
+            case 2: fl_tile_rows_##SUF(mr, 2, K, a, sr, sk, p, pstride, c, ldc, cstride, add, bv); break; \
+            case 3: fl_tile_rows_##SUF(mr, 3, K, a, sr, sk, p, pstride, c, ldc, cstride, add, bv); break; \
+            default: fl_tile_rows_##SUF(mr, 4, K, a, sr, sk, p, pstride, c, ldc, cstride, add, bv); \
             }                                                                          \
         }                                                                              \
     }                                                                                  \
@@ -103,25 +108,25 @@ FL_INLINE void fl_panels_##SUF(long M, long K, long npanels, const T* A, long sr
 /* A row-major (M, K): its rows are contiguous. */                                     \
 static void fl_panel_gemm_##SUF(long M, long K, long npanels, const T* A, long lda,    \
                                 const T* P, long pstride, T* C, long ldc, long cstride, \
-                                int add)                                               \
+                                int add, const T* bias)                                \
 {                                                                                      \
-    fl_panels_##SUF(M, K, npanels, A, lda, 1, P, pstride, C, ldc, cstride, add);       \
+    fl_panels_##SUF(M, K, npanels, A, lda, 1, P, pstride, C, ldc, cstride, add, bias); \
 }                                                                                      \
                                                                                        \
 /* A given as its transpose, row-major (K, M), the tile's rows side by side. */        \
 static void fl_panel_gemm_at_##SUF(long M, long K, long npanels, const T* A, long lda, \
                                    const T* P, long pstride, T* C, long ldc,           \
-                                   long cstride, int add)                              \
+                                   long cstride, int add, const T* bias)               \
 {                                                                                      \
-    fl_panels_##SUF(M, K, npanels, A, 1, lda, P, pstride, C, ldc, cstride, add);       \
+    fl_panels_##SUF(M, K, npanels, A, 1, lda, P, pstride, C, ldc, cstride, add, bias); \
 }
 
 #if FL_MR == 6
 #define FL_MORE_ROWS(SUF)                                                              \
-    case 3: fl_tile_##SUF(3, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add); break; \
-    case 4: fl_tile_##SUF(4, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add); break; \
-    case 5: fl_tile_##SUF(5, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add); break; \
-    default: fl_tile_##SUF(6, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add);
+    case 3: fl_tile_##SUF(3, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias); break; \
+    case 4: fl_tile_##SUF(4, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias); break; \
+    case 5: fl_tile_##SUF(5, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias); break; \
+    default: fl_tile_##SUF(6, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias);
 #else
 #define FL_MORE_ROWS(SUF)
 #endif
