@@ -10,7 +10,13 @@ float64, taken from x.
 """
 import numpy as np
 
+from ._threads import get_num_threads
 from .backends import available_backends, get_backend
+
+try:
+    from ._cy._checks import all_finite as _compiled_all_finite
+except ImportError:
+    _compiled_all_finite = None
 
 __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
            "gru_forward", "gru_backward", "available_backends"]
@@ -36,9 +42,18 @@ def _array(name, a, shape, dtype, shape_text, optional=False):
     if a.shape != tuple(shape):
         raise ValueError(f"{name}: expected shape {shape_text} = {tuple(shape)}, "
                          f"got {a.shape}")
-    if not np.isfinite(a).all():
+    a = np.ascontiguousarray(a)
+    if not _all_finite(a):
         raise ValueError(f"{name}: contains NaN or inf")
-    return np.ascontiguousarray(a)
+    return a
+
+
+def _all_finite(a):
+    """True when the C-contiguous array a holds no NaN or inf: one compiled pass on
+    the kernels' threads where the Cython extensions are built, else NumPy."""
+    if _compiled_all_finite is None:
+        return bool(np.isfinite(a).all())
+    return _compiled_all_finite(a.reshape(-1), get_num_threads())
 
 
 def _inputs(G, x, Wx, Wh):

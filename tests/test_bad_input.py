@@ -98,3 +98,22 @@ def test_thread_settings_are_checked_and_restored():
     with fastlstm.threads(1):
         assert fastlstm.get_num_threads() == 1
     assert fastlstm.get_num_threads() == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 17, 65536 * 3 + 5])
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_finite_check_agrees_with_numpy(dtype, n, n_threads):
+    """ops' finiteness check (compiled where built) against np.isfinite: one odd
+    value at the start, the middle or the end (a vector loop's tail), in arrays
+    below and above the size where it goes parallel."""
+    info = np.finfo(dtype)
+    rng = np.random.default_rng(n)
+    values = [np.nan, np.inf, -np.inf, info.max, -info.max, info.smallest_subnormal]
+    with fastlstm.threads(n_threads):
+        for where in sorted({0, n // 2, n - 1}):
+            for value in values:
+                a = rng.standard_normal(n).astype(dtype)
+                a[where] = value
+                assert ops._all_finite(a) == bool(np.isfinite(a).all()), (where, value)
+            assert ops._all_finite(rng.standard_normal(n).astype(dtype))
