@@ -4,7 +4,7 @@
 fastlstm.ops checks every array it passes to a kernel. np.isfinite(a).all() ran
 on one thread and wrote a temporary as large as a quarter of x; at B=16 H=256
 on 2 threads the checks took 3-4% of a train step (bench/RESULTS.md,
-2026-11-23, the input checks). This pass reads a once, on the kernels' threads.
+"2026-11-23 (2-core VM)"). This pass reads a once, on the kernels' threads.
 """
 from cython cimport floating
 from cython.parallel cimport prange
