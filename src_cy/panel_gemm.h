@@ -26,17 +26,28 @@
 #ifndef FASTLSTM_PANEL_GEMM_H
 #define FASTLSTM_PANEL_GEMM_H
 
+/* The register tile: FL_MR rows by FL_NV panels of accumulators, with FL_NV
+ * panel vectors and a broadcast beside them. On AVX2's 16 registers 6 x 2 (12
+ * accumulators) ran the step product at 73-86 GFLOP/s on one Zen 3 core, against
+ * 46-61 for 4 x 3 and 50-54 for the 2 x 4 it replaced (a C loop over the kernel,
+ * M = 16 to 256 rows, K = 128 and 256: bench/RESULTS.md, 2026-12-01). A row alone
+ * (batch 1, the leftover rows) is load-bound with few accumulators, so one or two
+ * rows take FL_NV_FEW panels at a time: at M = 1, 4 panels ran at 30-41 GFLOP/s
+ * and 2 at 22. */
 #if defined(__AVX512F__)
 #define FL_VBYTES 64
 #define FL_MR 6   /* 6 x 4 accumulators + 4 panel vectors of the 32 registers */
+#define FL_NV 4
 #elif defined(__AVX__)
 #define FL_VBYTES 32
-#define FL_MR 2   /* 2 x 4 + 4 of 16 registers, room for the broadcasts */
+#define FL_MR 6   /* 6 x 2 accumulators + 2 panel vectors + a broadcast of 16 */
+#define FL_NV 2
 #else
 #define FL_VBYTES 16
-#define FL_MR 2
+#define FL_MR 6
+#define FL_NV 2
 #endif
-#define FL_NV 4   /* panels per tile */
+#define FL_NV_FEW 4   /* panels per tile of one or two rows */
 
 #define FL_INLINE static inline __attribute__((always_inline))
 
@@ -49,14 +60,14 @@ FL_INLINE void fl_tile_##SUF(const int mr, const int nv, long K, const T* A, lon
                              long sk, const T* P, long pstride, T* C, long ldc,        \
                              long cstride, int add, const T* bias)                     \
 {                                                                                      \
-    fl_vec_##SUF acc[FL_MR][FL_NV];                                                    \
+    fl_vec_##SUF acc[FL_MR][FL_NV_FEW];                                                \
     _Pragma("GCC unroll 8") for (int r = 0; r < mr; r++)                               \
         _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                           \
             acc[r][v] = add    ? *(fl_vec_##SUF*)(C + r * ldc + v * cstride)           \
                       : bias   ? *(const fl_vec_##SUF*)(bias + v * cstride)            \
                                : (fl_vec_##SUF){0};                                    \
     for (long k = 0; k < K; k++) {                                                     \
-        fl_vec_##SUF w[FL_NV];                                                         \
+        fl_vec_##SUF w[FL_NV_FEW];                                                     \
         _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                           \
             w[v] = *(const fl_vec_##SUF*)(P + v * pstride + k * FL_U_##SUF);           \
         _Pragma("GCC unroll 8") for (int r = 0; r < mr; r++) {                         \
@@ -77,7 +88,24 @@ FL_INLINE void fl_tile_rows_##SUF(int mr, const int nv, long K, const T* A, long
     switch (mr) {                                                                      \
     case 1: fl_tile_##SUF(1, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias); break; \
     case 2: fl_tile_##SUF(2, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias); break; \
-    FL_MORE_ROWS_##SUF                                                                 \
+    case 3: fl_tile_##SUF(3, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias); break; \
+    case 4: fl_tile_##SUF(4, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias); break; \
+    case 5: fl_tile_##SUF(5, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias); break; \
+    default: fl_tile_##SUF(6, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias);      \
+    }                                                                                  \
+}                                                                                      \
+                                                                                       \
+/* The tiles of the rows [r0, M) over panels [v, v + nv), nv <= FL_NV_FEW; rows of at  \
+   most mr_max at a time. */                                                           \
+FL_INLINE void fl_tile_column_##SUF(long r0, long M, int mr_max, const int nv, long K, \
+                                    const T* A, long sr, long sk, const T* P,          \
+                                    long pstride, T* C, long ldc, long cstride,        \
+                                    int add, const T* bias)                            \
+{                                                                                      \
+    for (long r = r0; r < M; r += mr_max) {                                            \
+        const int mr = M - r < mr_max ? (int)(M - r) : mr_max;                         \
+        fl_tile_rows_##SUF(mr, nv, K, A + r * sr, sr, sk, P, pstride, C + r * ldc,     \
+                           ldc, cstride, add, bias);                                   \
     }                                                                                  \
 }                                                                                      \
                                                                                        \
@@ -85,22 +113,33 @@ FL_INLINE void fl_panels_##SUF(long M, long K, long npanels, const T* A, long sr
                                long sk, const T* P, long pstride, T* C, long ldc,      \
                                long cstride, int add, const T* bias)                   \
 {                                                                                      \
-    /* Panels outside, rows inside: a group of FL_NV panels (K x FL_NV vectors)        \
-       stays in L2 while every row block passes over it. */                            \
-    for (long v = 0; v < npanels; v += FL_NV) {                                        \
+    /* Panels outside, rows inside: a group of panels (K x nv vectors) stays in L1     \
+       or L2 while every row block passes over it. Whole tiles of FL_MR rows take      \
+       FL_NV panels; the one or two rows left over (or all, at M <= 2) FL_NV_FEW. */   \
+    const long mfull = M >= 3 ? M - M % FL_MR : 0;                                     \
+    const long M_few = M - mfull <= 2 ? mfull : M;                                     \
+    for (long v = 0; v < npanels && M_few > 0; v += FL_NV) {                           \
         const long nv = npanels - v < FL_NV ? npanels - v : FL_NV;                     \
-        for (long r = 0; r < M; r += FL_MR) {                                          \
-            const int mr = M - r < FL_MR ? (int)(M - r) : FL_MR;                       \
-            const T* a = A + r * sr;                                                   \
-            const T* p = P + v * pstride;                                              \
-            T* c = C + r * ldc + v * cstride;                                          \
-            const T* bv = bias ? bias + v * cstride : bias;                            \
-            switch (nv) {                                                              \
-            case 1: fl_tile_rows_##SUF(mr, 1, K, a, sr, sk, p, pstride, c, ldc, cstride, add, bv); break; \
-            case 2: fl_tile_rows_##SUF(mr, 2, K, a, sr, sk, p, pstride, c, ldc, cstride, add, bv); break; \
-            case 3: fl_tile_rows_##SUF(mr, 3, K, a, sr, sk, p, pstride, c, ldc, cstride, add, bv); break; \
-            default: fl_tile_rows_##SUF(mr, 4, K, a, sr, sk, p, pstride, c, ldc, cstride, add, bv); \
-            }                                                                          \
+        const T* p = P + v * pstride;                                                  \
+        T* c = C + v * cstride;                                                        \
+        const T* bv = bias ? bias + v * cstride : bias;                                \
+        switch (nv) {                                                                  \
+        case 1: fl_tile_column_##SUF(0, M_few, FL_MR, 1, K, A, sr, sk, p, pstride, c, ldc, cstride, add, bv); break; \
+        case 2: fl_tile_column_##SUF(0, M_few, FL_MR, 2, K, A, sr, sk, p, pstride, c, ldc, cstride, add, bv); break; \
+        case 3: fl_tile_column_##SUF(0, M_few, FL_MR, FL_NV >= 3 ? 3 : 1, K, A, sr, sk, p, pstride, c, ldc, cstride, add, bv); break; \
+        default: fl_tile_column_##SUF(0, M_few, FL_MR, FL_NV >= 4 ? 4 : 1, K, A, sr, sk, p, pstride, c, ldc, cstride, add, bv); \
+        }                                                                              \
+    }                                                                                  \
+    for (long v = 0; v < npanels && M_few < M; v += FL_NV_FEW) {                       \
+        const long nv = npanels - v < FL_NV_FEW ? npanels - v : FL_NV_FEW;             \
+        const T* p = P + v * pstride;                                                  \
+        T* c = C + v * cstride;                                                        \
+        const T* bv = bias ? bias + v * cstride : bias;                                \
+        switch (nv) {                                                                  \
+        case 1: fl_tile_column_##SUF(M_few, M, 2, 1, K, A, sr, sk, p, pstride, c, ldc, cstride, add, bv); break; \
+        case 2: fl_tile_column_##SUF(M_few, M, 2, 2, K, A, sr, sk, p, pstride, c, ldc, cstride, add, bv); break; \
+        case 3: fl_tile_column_##SUF(M_few, M, 2, 3, K, A, sr, sk, p, pstride, c, ldc, cstride, add, bv); break; \
+        default: fl_tile_column_##SUF(M_few, M, 2, 4, K, A, sr, sk, p, pstride, c, ldc, cstride, add, bv); \
         }                                                                              \
     }                                                                                  \
 }                                                                                      \
@@ -120,18 +159,6 @@ static void fl_panel_gemm_at_##SUF(long M, long K, long npanels, const T* A, lon
 {                                                                                      \
     fl_panels_##SUF(M, K, npanels, A, 1, lda, P, pstride, C, ldc, cstride, add, bias); \
 }
-
-#if FL_MR == 6
-#define FL_MORE_ROWS(SUF)                                                              \
-    case 3: fl_tile_##SUF(3, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias); break; \
-    case 4: fl_tile_##SUF(4, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias); break; \
-    case 5: fl_tile_##SUF(5, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias); break; \
-    default: fl_tile_##SUF(6, nv, K, A, sr, sk, P, pstride, C, ldc, cstride, add, bias);
-#else
-#define FL_MORE_ROWS(SUF)
-#endif
-#define FL_MORE_ROWS_f FL_MORE_ROWS(f)
-#define FL_MORE_ROWS_d FL_MORE_ROWS(d)
 
 FL_DEFINE_PANEL_GEMM(float, f)
 FL_DEFINE_PANEL_GEMM(double, d)
