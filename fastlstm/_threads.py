@@ -68,15 +68,40 @@ def threads(n):
             _set(previous)
 
 
-_controller = None
+_blas_libraries = None
+_depth = 0
 
 
+@contextlib.contextmanager
 def single_threaded_blas():
-    """Context manager the kernels run under: BLAS on one thread, since the kernels
-    split their GEMMs across their own OpenMP threads (a BLAS pool beside them
-    oversubscribes the cores: bench/RESULTS.md)."""
-    global _controller
-    if _controller is None:
+    """Context manager the compiled kernels run under: BLAS on one thread, since the
+    kernels split their work across their own OpenMP threads (a BLAS pool beside
+    them oversubscribes the cores: bench/RESULTS.md).
+
+    Nested uses cost nothing: fastlstm.train and Model.predict hold it around their
+    whole loop, and each kernel call inside finds it held. The outermost sets each
+    loaded BLAS library to one thread and back, about 2 us a library (threadpoolctl's
+    own context manager took 37 us, a fifth of a generated character's budget)."""
+    global _blas_libraries, _depth
+    if _depth:
+        _depth += 1
+        try:
+            yield
+        finally:
+            _depth -= 1
+        return
+    if _blas_libraries is None:
         _load_blas()
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
+        _blas_libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+    saved = [lib.get_num_threads() for lib in _blas_libraries]
+    for lib, n in zip(_blas_libraries, saved):
+        if n != 1:
+            lib.set_num_threads(1)
+    _depth = 1
+    try:
+        yield
+    finally:
+        _depth = 0
+        for lib, n in zip(_blas_libraries, saved):
+            if n != 1:
+                lib.set_num_threads(n)

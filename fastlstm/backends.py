@@ -1,7 +1,10 @@
 """Registry of kernel backends: "numpy" (the reference), "cython", "numba", and "auto".
 
 A backend is a namespace holding the six functions of the kernel contract
-(DESIGN.md): {rnn, lstm, gru}_{forward, backward}.
+(DESIGN.md): {rnn, lstm, gru}_{forward, backward}, and the STEP_FUNCTIONS that
+run the rest of a training step (the Dense layer, the embedding's gradient, the
+losses, the optimizers) on the same threads. A backend whose modules lack one of
+them is not available, with the missing names as the reason.
 
 "auto" takes the environment variable FASTLSTM_BACKEND when it is set, else the
 first importable backend of AUTO_ORDER, the order measured fastest in
@@ -12,13 +15,17 @@ import importlib
 import os
 import types
 
-FUNCTIONS = ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
-             "gru_forward", "gru_backward")
+CELL_FUNCTIONS = ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+                  "gru_forward", "gru_backward")
+STEP_FUNCTIONS = ("dense_forward", "dense_backward", "embedding_backward", "softmax_xent",
+                  "mse", "sum_squares", "adam_update", "sgd_update")
+FUNCTIONS = CELL_FUNCTIONS + STEP_FUNCTIONS
 NAMES = ("numpy", "cython", "numba")
 AUTO_ORDER = ("cython", "numba", "numpy")
 _MODULES = {
     "numpy": ("fastlstm.reference",),
-    "cython": ("fastlstm._cy._rnn", "fastlstm._cy._lstm", "fastlstm._cy._gru"),
+    "cython": ("fastlstm._cy._rnn", "fastlstm._cy._lstm", "fastlstm._cy._gru",
+               "fastlstm._cy._dense", "fastlstm._cy._loss", "fastlstm._cy._optim"),
     "numba": ("fastlstm._numba",),
 }
 _loaded = {}
@@ -32,9 +39,12 @@ def _load(name):
         except ImportError as exc:
             _errors[name] = exc
         else:
-            _loaded[name] = types.SimpleNamespace(
-                name=name, **{f: getattr(m, f) for m in mods for f in FUNCTIONS
-                              if hasattr(m, f)})
+            found = {f: getattr(m, f) for m in mods for f in FUNCTIONS if hasattr(m, f)}
+            missing = [f for f in FUNCTIONS if f not in found]
+            if missing:
+                _errors[name] = ImportError(f"its modules lack {', '.join(missing)}")
+            else:
+                _loaded[name] = types.SimpleNamespace(name=name, **found)
     return _loaded.get(name)
 
 

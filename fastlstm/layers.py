@@ -8,11 +8,17 @@ and returns the input's gradient. The recurrent layers run every time step insid
 fastlstm.ops, so no Python runs per step.
 
 `config()` gives the constructor's arguments, which is how fastlstm.io rebuilds a
-layer from a checkpoint.
+layer from a checkpoint. `backend` names the kernels a layer runs on
+(fastlstm.backends); every layer of a Model runs on the same.
+
+The layers call their backend's kernels directly: they check what a user passes
+them once, and nothing a layer made itself, nor its own parameters, is scanned
+again on the way (a forward of Model checks the tokens or features it is given).
 """
 import numpy as np
 
 from . import ops
+from .backends import get_backend
 
 __all__ = ["Embedding", "Dense", "RNN", "LSTM", "GRU", "LAYERS"]
 
@@ -39,12 +45,18 @@ def _features(x, dtype, size, what):
 
 
 class Layer:
-    """What every layer shares: parameters, their gradients, and its config."""
+    """What every layer shares: parameters, their gradients, its config, its backend."""
 
-    def __init__(self, dtype):
+    def __init__(self, dtype, backend="auto"):
         self.dtype = _dtype(dtype)
+        self.backend = backend
         self.params = {}
         self.grads = {}
+
+    @property
+    def kernels(self):
+        """The backend namespace this layer's work runs on."""
+        return get_backend(self.backend)
 
     def _add(self, name, value):
         self.params[name] = np.ascontiguousarray(value, dtype=self.dtype)
@@ -60,8 +72,8 @@ class Embedding(Layer):
     W ~ N(0, 1), as torch.nn.Embedding.
     """
 
-    def __init__(self, vocab_size, embed_size, *, seed=0, dtype=np.float32):
-        super().__init__(dtype)
+    def __init__(self, vocab_size, embed_size, *, seed=0, dtype=np.float32, backend="auto"):
+        super().__init__(dtype, backend)
         self.vocab_size = _size("vocab_size", vocab_size)
         self.embed_size = _size("embed_size", embed_size)
         rng = np.random.default_rng(seed)
@@ -79,11 +91,11 @@ class Embedding(Layer):
             raise ValueError(f"tokens: expected ids in [0, {self.vocab_size}), got "
                              f"[{tokens.min()}, {tokens.max()}]")
         W = self.params["W"]
+        ids = tokens.reshape(-1).astype(np.intp, copy=False)
 
         def backprop(dy):
-            dW = self.grads["W"]
-            dW[...] = 0
-            np.add.at(dW, tokens.ravel(), dy.reshape(-1, self.embed_size))
+            dy2 = np.ascontiguousarray(dy).reshape(-1, self.embed_size)
+            self.grads["W"][...] = self.kernels.embedding_backward(ids, dy2, self.vocab_size)
             return None
 
         return W[tokens], backprop
@@ -97,8 +109,8 @@ class Dense(Layer):
     as torch.nn.Linear.
     """
 
-    def __init__(self, in_size, out_size, *, seed=0, dtype=np.float32):
-        super().__init__(dtype)
+    def __init__(self, in_size, out_size, *, seed=0, dtype=np.float32, backend="auto"):
+        super().__init__(dtype, backend)
         self.in_size = _size("in_size", in_size)
         self.out_size = _size("out_size", out_size)
         rng = np.random.default_rng(seed)
@@ -109,18 +121,21 @@ class Dense(Layer):
     def config(self):
         return dict(in_size=self.in_size, out_size=self.out_size)
 
-    def forward(self, x):
+    def forward(self, x, need_dx=True):
+        """x (T, B, in_size) -> y (T, B, out_size), backprop(dy), which returns dL/dx
+        (None where need_dx is False: a first layer has no input to pass it to)."""
         x = _features(x, self.dtype, self.in_size, "Dense input")
         T, B, _ = x.shape
         W, b = self.params["W"], self.params["b"]
         x2 = x.reshape(T * B, self.in_size)
-        y = (x2 @ W + b).reshape(T, B, self.out_size)
+        kernels = self.kernels
+        y = kernels.dense_forward(x2, W, b).reshape(T, B, self.out_size)
 
         def backprop(dy):
-            dy2 = dy.reshape(T * B, self.out_size)
-            np.matmul(x2.T, dy2, out=self.grads["W"])
-            np.sum(dy2, axis=0, out=self.grads["b"])
-            return (dy2 @ W.T).reshape(T, B, self.in_size)
+            dy2 = np.ascontiguousarray(dy, dtype=self.dtype).reshape(T * B, self.out_size)
+            dx, self.grads["W"][...], self.grads["b"][...] = kernels.dense_backward(
+                x2, W, dy2, need_dx)
+            return None if dx is None else dx.reshape(T, B, self.in_size)
 
         return y, backprop
 
@@ -143,11 +158,10 @@ class Recurrent(Layer):
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, seed=0,
                  dtype=np.float32, backend="auto"):
-        super().__init__(dtype)
+        super().__init__(dtype, backend)
         self.input_size = _size("input_size", input_size)
         self.hidden_size = H = _size("hidden_size", hidden_size)
         self.num_layers = _size("num_layers", num_layers)
-        self.backend = backend
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(H)
         for layer in range(self.num_layers):
@@ -156,8 +170,6 @@ class Recurrent(Layer):
             self._add(f"{layer}.Wh", rng.uniform(-k, k, (H, self.G * H)))
             for name in self.biases:
                 self._add(f"{layer}.{name}", self._bias(rng.uniform(-k, k, self.G * H)))
-        self._forward = getattr(ops, f"{self.cell}_forward")
-        self._backward = getattr(ops, f"{self.cell}_backward")
 
     def _bias(self, b):
         return b
@@ -198,14 +210,27 @@ class Recurrent(Layer):
         state); it returns dL/dx and dL/d(initial state).
         """
         x = _features(x, self.dtype, self.input_size, f"{type(self).__name__} input")
+        if not ops.all_finite(x):
+            raise ValueError(f"{type(self).__name__} input: contains NaN or inf")
+        state = self._check_state(state, x.shape[1])
+        if not all(ops.all_finite(s) for s in state):
+            raise ValueError("state: contains NaN or inf")
+        return self._forward(x, state)
+
+    def _forward(self, x, state):
+        """forward on arrays already checked: x (T, B, input_size) C-contiguous in
+        the layer's dtype, state as _check_state gives it (or None)."""
         B = x.shape[1]
-        state = self._check_state(state, B)
+        state = self.zero_state(B) if state is None else state
+        kernels = self.kernels
+        cell_forward = getattr(kernels, f"{self.cell}_forward")
+        cell_backward = getattr(kernels, f"{self.cell}_backward")
         caches, finals = [], []
         y = x
         for layer in range(self.num_layers):
             params, _ = self._layer_params(layer)
             initial = [s[layer] for s in state]
-            out = self._forward(y, *params, *initial, backend=self.backend)
+            out = cell_forward(y, *params, *initial)
             y, final, cache = out[0], out[1:-1], out[-1]
             caches.append(cache)
             finals.append(final)
@@ -213,11 +238,13 @@ class Recurrent(Layer):
                             for k in range(len(self.state_names)))
 
         def backprop(dy, dstate=None):
-            dstate = (None,) * len(self.state_names) if dstate is None else dstate
+            dy = np.ascontiguousarray(dy, dtype=self.dtype)
             dinitial = [np.empty_like(s) for s in state]
             for layer in reversed(range(self.num_layers)):
-                dfinal = [None if d is None else d[layer] for d in dstate]
-                out = self._backward(caches[layer], dy, *dfinal, backend=self.backend)
+                dfinal = [np.zeros_like(s[layer]) if dstate is None
+                          else np.ascontiguousarray(dstate[k][layer], dtype=self.dtype)
+                          for k, s in enumerate(state)]
+                out = cell_backward(caches[layer], dy, *dfinal)
                 _, names = self._layer_params(layer)
                 for name, g in zip(names, out[1:1 + len(names)]):
                     self.grads[f"{layer}.{name}"][...] = g

@@ -10,7 +10,9 @@ layer's state ((h,) or (h, c), arrays of shape (num_layers, N, H)).
 """
 import numpy as np
 
-from .layers import GRU, LSTM, RNN, Dense, Embedding, Recurrent
+from . import ops
+from ._threads import single_threaded_blas
+from .layers import GRU, LSTM, RNN, Dense, Embedding, Recurrent, _features
 from .losses import LOSSES
 
 __all__ = ["Model", "CELLS"]
@@ -33,9 +35,14 @@ class Model:
         for layer in layers[1:]:
             if isinstance(layer, Embedding):
                 raise ValueError("layers: an Embedding can only be the first layer")
+        backends = {layer.backend for layer in layers if isinstance(layer, Recurrent)}
+        if len(backends) > 1:
+            raise ValueError(f"layers: expected one backend, got {sorted(backends)}")
         self.layers = layers
         self.loss_name = loss
         self.dtype = layers[0].dtype
+        # Every layer runs on the recurrent layers' backend: one thread pool a step.
+        self.backend = backends.pop() if backends else "auto"
 
     @classmethod
     def for_tokens(cls, vocab_size, *, cell="lstm", hidden_size=128, num_layers=1,
@@ -45,7 +52,8 @@ class Model:
         return cls([Embedding(vocab_size, embed_size, seed=seeds[0], dtype=dtype),
                     _cell(cell)(embed_size, hidden_size, num_layers, seed=seeds[1],
                                 dtype=dtype, backend=backend),
-                    Dense(hidden_size, vocab_size, seed=seeds[2], dtype=dtype)],
+                    Dense(hidden_size, vocab_size, seed=seeds[2], dtype=dtype,
+                          backend=backend)],
                    loss="xent")
 
     @classmethod
@@ -56,7 +64,7 @@ class Model:
         return cls([_cell(cell)(n_features, hidden_size, num_layers, seed=seeds[0],
                                 dtype=dtype, backend=backend),
                     Dense(hidden_size, n_outputs or n_features, seed=seeds[1],
-                          dtype=dtype)],
+                          dtype=dtype, backend=backend)],
                    loss="mse")
 
     # -- parameters -----------------------------------------------------------
@@ -79,11 +87,12 @@ class Model:
 
     @property
     def backend(self):
-        return self.recurrent[0].backend if self.recurrent else "auto"
+        """The backend every layer runs on."""
+        return self.layers[0].backend
 
     @backend.setter
     def backend(self, name):
-        for layer in self.recurrent:
+        for layer in self.layers:
             layer.backend = name
 
     @property
@@ -97,40 +106,53 @@ class Model:
 
     def forward(self, X, state=None):
         """X (T, B) tokens or (T, B, F) features -> outputs (T, B, O), final state,
-        backprop(dout) (which fills the layers' grads)."""
-        if state is not None and len(state) != len(self.recurrent):
-            raise ValueError(f"state: expected {len(self.recurrent)} entries (one per "
-                             f"recurrent layer), got {len(state)}")
-        states = iter(state) if state is not None else None
+        backprop(dout) (which fills the layers' grads).
+
+        What is not checked here is left to the caller (fastlstm.train and predict
+        check X once): the finiteness of features and of a state passed in."""
+        X = np.asarray(X)
+        states = self._states(state, X.shape[1] if X.ndim >= 2 else 0)
         finals, backprops = [], []
         out = X
-        for layer in self.layers:
+        for k, layer in enumerate(self.layers):
             if isinstance(layer, Recurrent):
-                out, final, bp = layer.forward(out, None if states is None else next(states))
+                x = _features(out, layer.dtype, layer.input_size,
+                              f"{type(layer).__name__} input")
+                out, final, bp = layer._forward(x, next(states))
                 finals.append(final)
+            elif isinstance(layer, Dense):
+                out, bp = layer.forward(out, need_dx=k > 0)
             else:
                 out, bp = layer.forward(out)
             backprops.append(bp)
 
         def backprop(dout):
-            for k in reversed(range(len(self.layers))):
-                if not np.isfinite(dout).all():
-                    # The kernels take finite input only; NaN gradients let
-                    # fastlstm.train's guard see the overflow.
-                    _poison(self.layers[:k + 1])
-                    return
-                dout = backprops[k](dout)
+            # A NaN or inf on the way reaches the gradients, where fastlstm.train's
+            # guard sees it; the kernels compute through it.
+            for bp in reversed(backprops):
+                dout = bp(dout)
                 if isinstance(dout, tuple):
                     dout = dout[0]
 
         return out, tuple(finals), backprop
 
+    def _states(self, state, B):
+        """An iterator over the recurrent layers' checked states (None: zeros)."""
+        if state is None:
+            return iter([None] * len(self.recurrent))
+        if len(state) != len(self.recurrent):
+            raise ValueError(f"state: expected {len(self.recurrent)} entries (one per "
+                             f"recurrent layer), got {len(state)}")
+        return iter([layer._check_state(s, B) for layer, s in zip(self.recurrent, state)])
+
     def loss_and_grads(self, X, Y, mask=None, state=None):
         """Mean loss over a time-major batch; fills self.grads. Returns (loss, final
         state). The gradient stops at the initial and final states (truncated BPTT).
-        Where the loss or a gradient on the way is NaN/inf, the grads are NaN."""
+        Where the loss is NaN/inf, the grads are NaN."""
         out, final, backprop = self.forward(X, state)
-        loss, dout = LOSSES[self.loss_name](out, Y, mask)
+        # The gradient of the outputs overwrites them: the head's backward needs
+        # only its input and weights.
+        loss, dout = LOSSES[self.loss_name](out, Y, mask, backend=self.backend, out=out)
         if np.isfinite(loss):
             backprop(dout)
         else:
@@ -140,7 +162,7 @@ class Model:
     def evaluate(self, X, Y, mask=None, state=None):
         """Mean loss over a time-major batch, without gradients. Returns (loss, state)."""
         out, final, _ = self.forward(X, state)
-        return LOSSES[self.loss_name](out, Y, mask)[0], final
+        return LOSSES[self.loss_name](out, Y, mask, backend=self.backend, out=out)[0], final
 
     # -- batch-first use --------------------------------------------------------
 
@@ -148,7 +170,14 @@ class Model:
         """Outputs (N, T, O) for X (N, T) tokens or (N, T, F) features: logits for a
         token model, values for a series model. With return_state, also the final
         state, to continue from."""
-        out, final, _ = self.forward(to_time_major(X), state)
+        X = to_time_major(X)
+        if X.dtype.kind == "f" and not ops.all_finite(X):
+            raise ValueError("X: contains NaN or inf")
+        if state is not None and not all(ops.all_finite(np.ascontiguousarray(s))
+                                         for layer in state for s in layer):
+            raise ValueError("state: contains NaN or inf")
+        with single_threaded_blas():
+            out, final, _ = self.forward(X, state)
         out = np.ascontiguousarray(out.swapaxes(0, 1))
         return (out, final) if return_state else out
 

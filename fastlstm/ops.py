@@ -43,15 +43,16 @@ def _array(name, a, shape, dtype, shape_text, optional=False):
         raise ValueError(f"{name}: expected shape {shape_text} = {tuple(shape)}, "
                          f"got {a.shape}")
     a = np.ascontiguousarray(a)
-    if not _all_finite(a):
+    if not all_finite(a):
         raise ValueError(f"{name}: contains NaN or inf")
     return a
 
 
-def _all_finite(a):
-    """True when the C-contiguous array a holds no NaN or inf: one compiled pass on
-    the kernels' threads where the Cython extensions are built, else NumPy."""
-    if _compiled_all_finite is None:
+def all_finite(a):
+    """True when the float array a holds no NaN or inf: one compiled pass on the
+    kernels' threads where the Cython extensions are built, else NumPy."""
+    a = np.ascontiguousarray(a)
+    if _compiled_all_finite is None or a.dtype not in _DTYPES:
         return bool(np.isfinite(a).all())
     return _compiled_all_finite(a.reshape(-1), get_num_threads())
 

@@ -3,37 +3,57 @@
 An optimizer updates a dict of parameter arrays in place from a dict of gradients
 with the same keys. Its `state` is a dict of arrays (momenta, moments, step
 count) that fastlstm.io saves with a checkpoint so training can resume exactly.
+The updates and the norm run on a backend's kernels (fastlstm.reference states
+them), on the same threads as the cells.
 """
 import numpy as np
+
+from .backends import get_backend
 
 __all__ = ["SGD", "Adam", "clip_grads", "OPTIMIZERS", "make_optimizer"]
 
 
-def clip_grads(grads, max_norm):
+def _flat(a, name, like=None):
+    """a (C-contiguous, float32 or float64; like's dtype and shape where given) as a
+    (n,) view, which the kernels read or update in place."""
+    if not (isinstance(a, np.ndarray) and a.flags.c_contiguous
+            and a.dtype in (np.float32, np.float64)):
+        raise TypeError(f"{name}: expected a C-contiguous float32 or float64 array, got "
+                        f"{type(a).__name__} {getattr(a, 'dtype', '')}")
+    if like is not None and (a.dtype != like.dtype or a.shape != like.shape):
+        raise ValueError(f"{name}: expected {like.dtype} {like.shape} as its parameter, "
+                         f"got {a.dtype} {a.shape}")
+    return a.reshape(-1)
+
+
+def clip_grads(grads, max_norm, *, backend="auto"):
     """Scale every gradient by max_norm / ||g|| when ||g|| > max_norm, in place.
 
     ||g|| is the L2 norm of all the gradients together (a dict or a list of
-    arrays), computed in float64. Returns ||g|| before clipping; a max_norm of
-    None only measures.
+    float arrays), accumulated in float64. Returns ||g|| before clipping; a
+    max_norm of None only measures.
     """
+    if max_norm is not None and not max_norm > 0:
+        raise ValueError(f"max_norm: expected > 0, got {max_norm!r}")
     arrays = list(grads.values()) if isinstance(grads, dict) else list(grads)
-    norm = float(np.sqrt(sum(np.vdot(g, g).real for g in
-                             (np.asarray(a, dtype=np.float64).ravel() for a in arrays))))
-    if max_norm is not None:
-        if not max_norm > 0:
-            raise ValueError(f"max_norm: expected > 0, got {max_norm!r}")
-        if norm > max_norm:
-            scale = max_norm / norm
-            for g in arrays:
-                g *= scale
+    kernels = get_backend(backend)
+    norm = float(np.sqrt(sum(kernels.sum_squares(_flat(a, "grads")) for a in arrays)))
+    if max_norm is not None and norm > max_norm:
+        scale = max_norm / norm
+        for g in arrays:
+            g *= scale
     return norm
 
 
 class Optimizer:
-    def __init__(self, lr):
+    """backend: the kernels the updates run on (fastlstm.train gives an optimizer it
+    makes from a name the model's backend)."""
+
+    def __init__(self, lr, backend="auto"):
         if not lr > 0:
             raise ValueError(f"lr: expected > 0, got {lr!r}")
         self.lr = float(lr)
+        self.backend = backend
         self.state = {}
 
     def _slot(self, kind, key, like):
@@ -49,50 +69,45 @@ class Optimizer:
 class SGD(Optimizer):
     """v = momentum*v + g;  p -= lr*v  (momentum=0: plain SGD)."""
 
-    def __init__(self, lr=0.1, momentum=0.9):
-        super().__init__(lr)
+    def __init__(self, lr=0.1, momentum=0.9, backend="auto"):
+        super().__init__(lr, backend)
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum: expected in [0, 1), got {momentum!r}")
         self.momentum = float(momentum)
 
     def step(self, params, grads):
+        kernels = get_backend(self.backend)
         for key, p in params.items():
-            g = grads[key]
-            if self.momentum:
-                v = self._slot("v", key, p)
-                v *= self.momentum
-                v += g
-                g = v
-            p -= self.lr * g
+            v = self._slot("v", key, p).reshape(-1) if self.momentum else None
+            kernels.sgd_update(_flat(p, key), _flat(grads[key], f"grads[{key!r}]", p), v,
+                               self.lr, self.momentum)
 
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015) with bias-corrected moments."""
 
-    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
-        super().__init__(lr)
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, backend="auto"):
+        super().__init__(lr, backend)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def step(self, params, grads):
+        kernels = get_backend(self.backend)
         t = int(self.state.get("t", 0)) + 1
         self.state["t"] = np.array(t)
-        lr = self.lr * np.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
+        lr_t = self.lr * np.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
         for key, p in params.items():
-            g = grads[key]
             m, v = self._slot("m", key, p), self._slot("v", key, p)
-            m *= self.beta1
-            m += (1 - self.beta1) * g
-            v *= self.beta2
-            v += (1 - self.beta2) * np.square(g)
-            p -= (lr * m / (np.sqrt(v) + self.eps)).astype(p.dtype, copy=False)
+            kernels.adam_update(_flat(p, key), _flat(grads[key], f"grads[{key!r}]", p),
+                                m.reshape(-1), v.reshape(-1), lr_t, self.beta1, self.beta2,
+                                self.eps)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}
 
 
-def make_optimizer(optimizer, lr=None):
-    """An Optimizer from a name ("adam", "sgd") or an Optimizer instance."""
+def make_optimizer(optimizer, lr=None, backend="auto"):
+    """An Optimizer from a name ("adam", "sgd") on backend, or an Optimizer instance."""
     if isinstance(optimizer, Optimizer):
         if lr is not None:
             optimizer.lr = float(lr)
@@ -100,4 +115,5 @@ def make_optimizer(optimizer, lr=None):
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or an "
                          f"Optimizer, got {optimizer!r}")
-    return OPTIMIZERS[optimizer](lr=DEFAULT_LR[optimizer] if lr is None else lr)
+    return OPTIMIZERS[optimizer](lr=DEFAULT_LR[optimizer] if lr is None else lr,
+                                 backend=backend)

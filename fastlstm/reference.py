@@ -186,3 +186,91 @@ def gru_backward(cache, dy, dhT):
         dx[t] = dax @ Wx.T
         dh = dh * z + dah @ Wh.T
     return dx, dWx, dWh, dbx, dbh, dh
+
+
+# ------------------------------------------------- the rest of a training step
+# The layers around the cells, the losses and the optimizers, each over rows:
+# M = T*B steps of a batch, flattened. The compiled backends run them on the same
+# threads as the cells (src_cy/_dense.pyx, _loss.pyx, _optim.pyx).
+
+
+def dense_forward(x, W, b):
+    """y = x W + b for x (M, K), W (K, N), b (N,).  Returns y (M, N)."""
+    return x @ W + b
+
+
+def dense_backward(x, W, dy, need_dx=True):
+    """dW = x.T dy, db = dy summed over rows, dx = dy W.T (None without need_dx).
+
+    Returns dx (M, K), dW (K, N), db (N,).
+    """
+    return (dy @ W.T if need_dx else None), x.T @ dy, dy.sum(axis=0)
+
+
+def embedding_backward(ids, dy, V):
+    """dW (V, E): row v sums the rows dy[m] (M, E) with ids[m] == v."""
+    dW = np.zeros((V, dy.shape[1]), dtype=dy.dtype)
+    np.add.at(dW, ids, dy)
+    return dW
+
+
+def softmax_xent(z, t, keep, scale, dz):
+    """Cross-entropy of the logits z (M, V) against the targets t (M,) int, over the
+    rows where keep (M,) is 1 (None: every row).
+
+    Returns sum_r keep_r (log sum_j exp z_rj - z_r,t_r) in float64 and writes
+    dz := scale * keep_r * (softmax(z_r) - onehot(t_r)) (dz may be z).
+    """
+    zmax = z.max(axis=1, keepdims=True)
+    log_p = z - zmax
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    rows = np.arange(len(t))
+    nll = -log_p[rows, t]
+    p = np.exp(log_p)
+    p[rows, t] -= 1
+    if keep is not None:
+        nll = np.where(keep, nll, 0)
+        p *= keep[:, None]
+    np.multiply(p, scale, out=dz)
+    return float(nll.sum(dtype=np.float64))
+
+
+def mse(p, y, keep, scale, dp):
+    """Squared error of the predictions p (M, F) against y (M, F), over the rows where
+    keep (M,) is 1 (None: every row).
+
+    Returns the sum of the kept squares in float64 and writes dp := 2 * scale * keep_r
+    * (p - y).
+    """
+    diff = p - y
+    if keep is not None:
+        diff *= keep[:, None]
+    np.multiply(diff, 2 * scale, out=dp)
+    return float(np.square(diff, dtype=np.float64).sum())
+
+
+def sum_squares(a):
+    """sum_k a_k^2 of a (n,), in float64."""
+    a = a.astype(np.float64)
+    return float(a @ a)
+
+
+def adam_update(p, g, m, v, lr_t, beta1, beta2, eps):
+    """Adam on p (n,) from g, in place: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    p -= lr_t m / (sqrt(v) + eps), the step taken in float64; lr_t is the learning
+    rate with Adam's bias corrections."""
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * np.square(g)
+    p -= (np.float64(lr_t) * m / (np.sqrt(v) + eps)).astype(p.dtype)
+
+
+def sgd_update(p, g, v, lr, momentum):
+    """SGD on p (n,) from g, in place: v = momentum v + g; p -= lr v. v is None
+    without momentum (p -= lr g)."""
+    if v is not None:
+        v *= momentum
+        v += g
+        g = v
+    p -= lr * g

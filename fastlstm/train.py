@@ -8,8 +8,10 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._threads import single_threaded_blas
 from .io import load_checkpoint, save
 from .model import Model, to_time_major
+from .ops import all_finite
 from .optim import OPTIMIZERS, clip_grads, make_optimizer
 
 __all__ = ["train", "History", "StepInfo", "TrainingDiverged"]
@@ -105,7 +107,7 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
             raise TypeError("validation: expected (X, Y) or (X, Y, mask)")
         vx, vy, *vmask = validation
         val = _prepare(model, vx, vy, vmask[0] if vmask else None, "validation X")
-    opt = make_optimizer(optimizer, lr)
+    opt = make_optimizer(optimizer, lr, backend=model.backend)
     callbacks = list(callbacks or [])
     history, start = History(), 0
     if resume and checkpoint is not None and os.path.exists(checkpoint):
@@ -119,7 +121,9 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     run = _Run(model, opt, clip_norm, on_nan, callbacks, bar, checkpoint,
                step=start * steps_per_epoch)
     # Overflow shows as a NaN/inf loss or gradient norm, which the guard reports.
-    with bar, np.errstate(over="ignore", invalid="ignore"):
+    # Every heavy part of a step runs on the kernels' threads; BLAS stays on one
+    # thread throughout, so that no pool of its own spins beside them.
+    with bar, np.errstate(over="ignore", invalid="ignore"), single_threaded_blas():
         for epoch in range(start + 1, epochs + 1):
             order = np.random.default_rng([seed, epoch - 1]).permutation(N)
             t_start = time.perf_counter()
@@ -153,7 +157,8 @@ class _Run:
         total, count = 0.0, 0
         t_start = time.perf_counter()
         for loss, n_kept in windows:
-            grad_norm = clip_grads(self.model.grads, self.clip_norm)
+            grad_norm = clip_grads(self.model.grads, self.clip_norm,
+                                   backend=self.model.backend)
             if math.isfinite(loss) and math.isfinite(grad_norm):
                 self.opt.step(self.model.params, self.model.grads)
                 total += loss * n_kept
@@ -203,7 +208,7 @@ def _prepare(model, X, Y, mask, what):
             raise ValueError(f"Y: expected targets of shape (N, T, O), got {Y.shape}")
         Y = Y.astype(model.dtype, copy=False)
     for name, a in ((what, X), ("Y", Y)):
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
+        if a.dtype.kind == "f" and not all_finite(a):
             raise ValueError(f"{name}: contains NaN or inf")
     if min(X.shape[:2]) < 1:
         raise ValueError(f"{what}: expected N >= 1 rows of T >= 1 steps, got {X.shape}")
@@ -257,7 +262,7 @@ def _record(history, model, epoch, loss, tokens, wall, val, batch_size, S):
 
 
 def _train_state(opt, history, epoch, seed):
-    hyper = {k: v for k, v in vars(opt).items() if k != "state"}
+    hyper = {k: v for k, v in vars(opt).items() if k not in ("state", "backend")}
     name = next(n for n, cls in OPTIMIZERS.items() if type(opt) is cls)
     return dict(meta=dict(epoch=epoch, seed=seed, optimizer=dict(name=name, **hyper),
                           history=history.to_dict()),

@@ -379,14 +379,16 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
                               const floating* Wx, const floating* dAX, const floating* dAH,
                               floating* dWx, floating* dWh, floating* dx, floating* WT,
                               Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
-                              Py_ssize_t G, int n_threads) noexcept nogil:
+                              Py_ssize_t N, int n_threads) noexcept nogil:
     """The BPTT GEMMs after the time loop, each over all T*B rows at once:
         dWx = X.T @ dAX;  dWh = h0.T @ dAH[0] + Y[:-1].T @ dAH[1:];  dx = dAX @ Wx.T
-    dAX, dAH (T, B, G*H) are the gradients of the input and recurrent
-    pre-activations (one array for the RNN and LSTM, two for the GRU); WT is
-    scratch of backward_scratch(I, Hp, G*H) elements.
+    dAX, dAH (T, B, N) are the gradients of the input and recurrent
+    pre-activations, N = G*H gate columns (one array for the RNN and LSTM, two
+    for the GRU); WT is scratch of backward_scratch(I, Hp, N) elements. H = 0
+    leaves dWh out and dx NULL leaves dx out: the Dense layer's backward is
+    dW = X.T @ dY, dx = dY @ W.T over its T*B rows.
 
-    Where G*H is whole panels and a thread's columns of dWx and dWh take at most
+    Where N is whole panels and a thread's columns of dWx and dWh take at most
     GRAD_MAX_BYTES each, they run on the panel kernel with X, h0 and Y read in
     place (a_trans), and threads split their columns: each thread packs its
     columns of GRAD_ROWS rows of dA at a time, used for both gradients, and needs
@@ -398,7 +400,7 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
     Otherwise BLAS computes them transposed (dAX.T @ X) into WT, and they are
     transposed: in BLAS's column-major terms that makes dA the operand OpenBLAS
     packs with its fast copy (a quarter of the GEMM's time less)."""
-    cdef Py_ssize_t N = G * H, U = panel_units(x), TB = T * B, k0, k1, K
+    cdef Py_ssize_t U = panel_units(x), TB = T * B, k0, k1, K
     cdef UnitSpan u
     cdef floating* PX = WT
     cdef floating* PH = WT if dAH == dAX else WT + GRAD_ROWS * N
@@ -411,24 +413,27 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
                 # chunks of h0's rows, then of Y's, so each has one source of h_{t-1}
                 k1 = min(k0 + GRAD_ROWS, B if k0 < B else TB)
                 K = k1 - k0
-                hp = h0 + k0 * H if k0 < B else y + (k0 - B) * H
                 # panels GRAD_ROWS*U apart whatever K: a thread's panels of one
                 # chunk never overlap another's of the chunk before
                 pack_gate_blocks(dAX + k0 * N, PX, K, 1, N, u.q0, u.q1, GRAD_ROWS * U)
                 panel_gemm(I, K, u.q1 - u.q0, x + k0 * I, I, PX + u.q0 * GRAD_ROWS * U,
                            GRAD_ROWS * U, dWx + u.j0, N, U, k0 > 0, True)
-                if PH != PX:
-                    pack_gate_blocks(dAH + k0 * N, PH, K, 1, N, u.q0, u.q1,
-                                     GRAD_ROWS * U)
-                panel_gemm(H, K, u.q1 - u.q0, hp, H, PH + u.q0 * GRAD_ROWS * U,
-                           GRAD_ROWS * U, dWh + u.j0, N, U, k0 > 0, True)
+                if H > 0:
+                    hp = h0 + k0 * H if k0 < B else y + (k0 - B) * H
+                    if PH != PX:
+                        pack_gate_blocks(dAH + k0 * N, PH, K, 1, N, u.q0, u.q1,
+                                         GRAD_ROWS * U)
+                    panel_gemm(H, K, u.q1 - u.q0, hp, H, PH + u.q0 * GRAD_ROWS * U,
+                               GRAD_ROWS * U, dWh + u.j0, N, U, k0 > 0, True)
                 k0 = k1
     else:
         gemm_split_rows(True, False, N, I, TB, 1, dAX, N, x, I, 0, WT, I, n_threads)
         transpose(WT, dWx, N, I, n_threads)
-        gemm_split_rows(True, False, N, H, B, 1, dAH, N, h0, H, 0, WT, H, n_threads)
-        if T > 1:
-            gemm_split_rows(True, False, N, H, (T - 1) * B, 1, dAH + B * N, N, y, H, 1,
-                            WT, H, n_threads)
-        transpose(WT, dWh, N, H, n_threads)
-    rows_times_transposed(dAX, Wx, dx, WT, TB, N, I, n_threads)
+        if H > 0:
+            gemm_split_rows(True, False, N, H, B, 1, dAH, N, h0, H, 0, WT, H, n_threads)
+            if T > 1:
+                gemm_split_rows(True, False, N, H, (T - 1) * B, 1, dAH + B * N, N, y, H,
+                                1, WT, H, n_threads)
+            transpose(WT, dWh, N, H, n_threads)
+    if dx != NULL:
+        rows_times_transposed(dAX, Wx, dx, WT, TB, N, I, n_threads)

@@ -225,4 +225,4 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     # 4. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
                  &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],
-                 T, B, I, H, 4, n_threads)
+                 T, B, I, H, 4 * H, n_threads)

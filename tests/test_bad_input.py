@@ -115,5 +115,5 @@ def test_finite_check_agrees_with_numpy(dtype, n, n_threads):
             for value in values:
                 a = rng.standard_normal(n).astype(dtype)
                 a[where] = value
-                assert ops._all_finite(a) == bool(np.isfinite(a).all()), (where, value)
-            assert ops._all_finite(rng.standard_normal(n).astype(dtype))
+                assert ops.all_finite(a) == bool(np.isfinite(a).all()), (where, value)
+            assert ops.all_finite(rng.standard_normal(n).astype(dtype))

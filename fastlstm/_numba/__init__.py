@@ -10,8 +10,8 @@ import numpy as np
 
 from .._buffers import empty
 from .._threads import get_num_threads, single_threaded_blas
-from . import gru, lstm, rnn
-from .common import weight_grads
+from . import gru, lstm, rnn, step
+from .common import input_projection, weight_grads
 
 
 def _threads():
@@ -82,6 +82,60 @@ def gru_backward(cache, dy, dhT):
         dx, dWx, dWh = weight_grads(cache["x"], cache["h0"], cache["y"], cache["Wx"], dAX, dAH,
                                     n)
     return dx, dWx, dWh, dAX.sum(axis=(0, 1)), dAH.sum(axis=(0, 1)), dh
+
+
+_EVERY_ROW = np.zeros(0, np.uint8)
+
+
+def _keep(keep):
+    """keep, or an empty array for "every row" (Numba's kernels take no None)."""
+    return _EVERY_ROW if keep is None else keep
+
+
+def dense_forward(x, W, b):
+    y = empty((x.shape[0], W.shape[1]), x.dtype)
+    with single_threaded_blas():
+        input_projection(x, W, b, y, _threads())
+    return y
+
+
+def dense_backward(x, W, dy, need_dx=True):
+    M, K = x.shape
+    dx = empty((M if need_dx else 0, K), x.dtype)
+    dW = empty(W.shape, x.dtype)
+    db = empty(W.shape[1], x.dtype)
+    with single_threaded_blas():
+        step.dense_backward(x, W, dy, dx, dW, db, step.parts(M, dy.size, _threads()))
+    return (dx if need_dx else None), dW, db
+
+
+def embedding_backward(ids, dy, V):
+    dW = np.zeros((V, dy.shape[1]), dy.dtype)
+    step.embedding_backward(ids, dy, dW, step.parts(V, dy.size, _threads()))
+    return dW
+
+
+def softmax_xent(z, t, keep, scale, dz):
+    return step.softmax_xent(z, t, _keep(keep), scale, dz,
+                             step.parts(z.shape[0], z.size, _threads()))
+
+
+def mse(p, y, keep, scale, dp):
+    return step.mse(p, y, _keep(keep), scale, dp, step.parts(p.shape[0], p.size, _threads()))
+
+
+def sum_squares(a):
+    return step.sum_squares(a, step.parts(a.size, a.size, _threads()))
+
+
+def adam_update(p, g, m, v, lr_t, beta1, beta2, eps):
+    step.adam_update(p, g, m, v, lr_t, beta1, beta2, eps,
+                     step.parts(p.size, p.size, _threads()))
+
+
+def sgd_update(p, g, v, lr, momentum):
+    step.sgd_update(p, g, v if v is not None else np.zeros(0, p.dtype), lr, momentum,
+                    step.parts(p.size, p.size, _threads()))
 
 
 def warm_up(dtypes=(np.float32, np.float64)):
