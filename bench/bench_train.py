@@ -390,36 +390,45 @@ def main(argv=None):
     workers = Workers(keys)
     rows = []
     try:
-        # NumPy's sgemm in the fastlstm worker (torch's import changes no BLAS, but
-        # one figure per thread count keeps the fractions comparable)
-        peak = {n: workers.call(("fastlstm", n), "peak") for n in args.threads}
+        # NumPy's sgemm in the fastlstm worker, one figure per thread count: the
+        # best of its measurements before every config (a shared machine's speed
+        # drifts; the best is the closest to what the cores can do)
+        peak = {n: 0.0 for n in args.threads}
+
+        def measure_peak(n):
+            peak[n] = max(peak[n], workers.call(("fastlstm", n), "peak"))
+
         for n in args.threads:
             pair = [("fastlstm", n), ("torch", n)]
             for name in [] if args.no_train else args.configs:
+                measure_peak(n)
                 kind, H, L, B, S, F = CONFIGS[name]
                 tokens = B * BATCHES * S * WINDOWS
                 best = rounds(workers, pair, ("setup_train", name), "train_round",
                               args.rounds)
                 I = EMBED if kind == "tokens" else F
                 rows.append(_row("train", name, n, best, tokens,
-                                 flops_per_token(kind, H, L, I, V if kind == "tokens" else F),
-                                 peak))
+                                 flops_per_token(kind, H, L, I, V if kind == "tokens" else F)))
                 _progress(rows[-1])
             for name in [] if args.no_infer else PREDICT:
+                measure_peak(n)
                 H, L = PREDICT[name]
                 best = rounds(workers, pair, ("setup_predict", name), "predict_round",
                               args.rounds)
                 rows.append(_row("predict", name, n, best, 64 * 100,
-                                 flops_per_token("tokens", H, L, EMBED, V, train=False),
-                                 peak))
+                                 flops_per_token("tokens", H, L, EMBED, V, train=False)))
                 _progress(rows[-1])
             if not args.no_infer:
+                measure_peak(n)
                 best = rounds(workers, pair, ("setup_generate", args.chars),
                               "generate_round", args.rounds)
                 rows.append(_row("generate", f"h{GENERATE_H}", n, best, 1,
-                                 flops_per_token("tokens", GENERATE_H, 1, EMBED, V, False),
-                                 peak))
+                                 flops_per_token("tokens", GENERATE_H, 1, EMBED, V, False)))
                 _progress(rows[-1])
+        for r in rows:
+            n = r["threads"]
+            r.update(sgemm_gflops=peak[n], fastlstm_peak=r["fastlstm_gflops"] / peak[n],
+                     torch_peak=r["torch_gflops"] / peak[n])
         if args.memory:
             N, T, H = MEMORY
             unit = N * T * H * 4
@@ -481,13 +490,11 @@ def busy_rows(workers, n_rounds):
     return out
 
 
-def _row(kind, name, n, best, tokens, flops, peak):
+def _row(kind, name, n, best, tokens, flops):
     f, t = best[("fastlstm", n)], best[("torch", n)]
-    row = dict(kind=kind, config=name, threads=n, fastlstm_s=f, torch_s=t,
-               ratio=t / f, tokens=tokens,
-               fastlstm_peak=flops * tokens / f / 1e9 / peak[n],
-               torch_peak=flops * tokens / t / 1e9 / peak[n], sgemm_gflops=peak[n])
-    return row
+    return dict(kind=kind, config=name, threads=n, fastlstm_s=f, torch_s=t, ratio=t / f,
+                tokens=tokens, fastlstm_gflops=flops * tokens / f / 1e9,
+                torch_gflops=flops * tokens / t / 1e9)
 
 
 def _progress(row):

@@ -1,10 +1,12 @@
 """Registry of kernel backends: "numpy" (the reference), "cython", "numba", and "auto".
 
 A backend is a namespace holding the six functions of the kernel contract
-(DESIGN.md): {rnn, lstm, gru}_{forward, backward}, and the STEP_FUNCTIONS that
-run the rest of a training step (the Dense layer, the embedding's gradient, the
-losses, the optimizers) on the same threads. A backend whose modules lack one of
-them is not available, with the missing names as the reason.
+(DESIGN.md): {rnn, lstm, gru}_{forward, backward}; the ONE_STEP_FUNCTIONS that run
+a cell or the head one time step at a time on weights prepared once (generation);
+and the TRAINING_FUNCTIONS that run the rest of a training update (the Dense
+layer, the embedding's gradient, the losses, the optimizers) on the same threads.
+A backend whose modules lack one of them is not available, with the missing names
+as the reason.
 
 "auto" takes the environment variable FASTLSTM_BACKEND when it is set, else the
 first importable backend of AUTO_ORDER, the order measured fastest in
@@ -17,9 +19,11 @@ import types
 
 CELL_FUNCTIONS = ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
                   "gru_forward", "gru_backward")
-STEP_FUNCTIONS = ("dense_forward", "dense_backward", "embedding_backward", "softmax_xent",
-                  "mse", "sum_squares", "adam_update", "sgd_update")
-FUNCTIONS = CELL_FUNCTIONS + STEP_FUNCTIONS
+ONE_STEP_FUNCTIONS = ("rnn_step_weights", "rnn_step", "lstm_step_weights", "lstm_step",
+                      "gru_step_weights", "gru_step", "dense_step_weights", "dense_step")
+TRAINING_FUNCTIONS = ("dense_forward", "dense_backward", "embedding_backward",
+                      "softmax_xent", "mse", "sum_squares", "adam_update", "sgd_update")
+FUNCTIONS = CELL_FUNCTIONS + ONE_STEP_FUNCTIONS + TRAINING_FUNCTIONS
 NAMES = ("numpy", "cython", "numba")
 AUTO_ORDER = ("cython", "numba", "numpy")
 _MODULES = {

@@ -217,25 +217,36 @@ class Recurrent(Layer):
             raise ValueError("state: contains NaN or inf")
         return self._forward(x, state)
 
-    def _forward(self, x, state):
-        """forward on arrays already checked: x (T, B, input_size) C-contiguous in
-        the layer's dtype, state as _check_state gives it (or None)."""
+    def _run(self, x, state, cache):
+        """The stack over x (T, B, input_size), checked and in the layer's dtype, from
+        state (None: zeros): y (T, B, H), the final state, the layers' caches (None
+        each without cache)."""
         B = x.shape[1]
         state = self.zero_state(B) if state is None else state
-        kernels = self.kernels
-        cell_forward = getattr(kernels, f"{self.cell}_forward")
-        cell_backward = getattr(kernels, f"{self.cell}_backward")
+        cell_forward = getattr(self.kernels, f"{self.cell}_forward")
         caches, finals = [], []
         y = x
         for layer in range(self.num_layers):
             params, _ = self._layer_params(layer)
             initial = [s[layer] for s in state]
-            out = cell_forward(y, *params, *initial)
-            y, final, cache = out[0], out[1:-1], out[-1]
-            caches.append(cache)
+            out = cell_forward(y, *params, *initial, cache=cache)
+            y, final, layer_cache = out[0], out[1:-1], out[-1]
+            caches.append(layer_cache)
             finals.append(final)
         final_state = tuple(np.stack([f[k] for f in finals])
                             for k in range(len(self.state_names)))
+        return y, final_state, caches
+
+    def _infer(self, x, state):
+        """forward without caches or gradients: y (T, B, H), the final state."""
+        return self._run(x, state, cache=False)[:2]
+
+    def _forward(self, x, state):
+        """forward on arrays already checked: x (T, B, input_size) C-contiguous in
+        the layer's dtype, state as _check_state gives it (or None)."""
+        state = self.zero_state(x.shape[1]) if state is None else state
+        y, final_state, caches = self._run(x, state, cache=True)
+        cell_backward = getattr(self.kernels, f"{self.cell}_backward")
 
         def backprop(dy, dstate=None):
             dy = np.ascontiguousarray(dy, dtype=self.dtype)

@@ -14,10 +14,15 @@ from . import ops
 from ._threads import single_threaded_blas
 from .layers import GRU, LSTM, RNN, Dense, Embedding, Recurrent, _features
 from .losses import LOSSES
+from .stepper import Stepper
 
 __all__ = ["Model", "CELLS"]
 
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+
+# The most elements of a layer's outputs in one window of Model.predict: 16 MB of
+# float32, so that predict on a long series holds little more than its outputs.
+PREDICT_ELEMENTS = 1 << 22
 
 
 class Model:
@@ -110,6 +115,11 @@ class Model:
 
         What is not checked here is left to the caller (fastlstm.train and predict
         check X once): the finiteness of features and of a state passed in."""
+        return self._pass(X, state, train=True)
+
+    def _pass(self, X, state, train):
+        """forward, or without train the pass that keeps no caches (inference):
+        outputs, final state and backprop (None without train)."""
         X = np.asarray(X)
         states = self._states(state, X.shape[1] if X.ndim >= 2 else 0)
         finals, backprops = [], []
@@ -118,13 +128,18 @@ class Model:
             if isinstance(layer, Recurrent):
                 x = _features(out, layer.dtype, layer.input_size,
                               f"{type(layer).__name__} input")
-                out, final, bp = layer._forward(x, next(states))
+                if train:
+                    out, final, bp = layer._forward(x, next(states))
+                else:
+                    (out, final), bp = layer._infer(x, next(states)), None
                 finals.append(final)
             elif isinstance(layer, Dense):
                 out, bp = layer.forward(out, need_dx=k > 0)
             else:
                 out, bp = layer.forward(out)
             backprops.append(bp)
+        if not train:
+            return out, tuple(finals), None
 
         def backprop(dout):
             # A NaN or inf on the way reaches the gradients, where fastlstm.train's
@@ -160,8 +175,9 @@ class Model:
         return loss, final
 
     def evaluate(self, X, Y, mask=None, state=None):
-        """Mean loss over a time-major batch, without gradients. Returns (loss, state)."""
-        out, final, _ = self.forward(X, state)
+        """Mean loss over a time-major batch, without gradients or caches. Returns
+        (loss, state)."""
+        out, final, _ = self._pass(X, state, train=False)
         return LOSSES[self.loss_name](out, Y, mask, backend=self.backend, out=out)[0], final
 
     # -- batch-first use --------------------------------------------------------
@@ -169,17 +185,37 @@ class Model:
     def predict(self, X, state=None, return_state=False):
         """Outputs (N, T, O) for X (N, T) tokens or (N, T, F) features: logits for a
         token model, values for a series model. With return_state, also the final
-        state, to continue from."""
-        X = to_time_major(X)
+        state, to continue from.
+
+        The model reads X a window of steps at a time, each layer after the other,
+        the state carried: it keeps no caches, and nothing of the size of X beside
+        the outputs (a window's arrays have at most PREDICT_ELEMENTS elements a
+        layer)."""
+        X = np.asarray(X)
+        if X.ndim < 2:
+            raise ValueError(f"X: expected shape (N, T) or (N, T, F), got {X.shape}")
         if X.dtype.kind == "f" and not ops.all_finite(X):
             raise ValueError("X: contains NaN or inf")
-        if state is not None and not all(ops.all_finite(np.ascontiguousarray(s))
-                                         for layer in state for s in layer):
+        if state is not None and not all(ops.all_finite(s) for layer in state for s in layer):
             raise ValueError("state: contains NaN or inf")
+        N, T = X.shape[:2]
+        widest = max(max(getattr(layer, "hidden_size", 0), getattr(layer, "out_size", 0),
+                         getattr(layer, "embed_size", 0)) for layer in self.layers)
+        steps = max(1, PREDICT_ELEMENTS // (N * widest))
+        out = None
         with single_threaded_blas():
-            out, final, _ = self.forward(X, state)
-        out = np.ascontiguousarray(out.swapaxes(0, 1))
-        return (out, final) if return_state else out
+            for t0 in range(0, T, steps):
+                y, state, _ = self._pass(to_time_major(X[:, t0:t0 + steps]), state,
+                                         train=False)
+                if out is None:
+                    out = np.empty((N, T) + y.shape[2:], y.dtype)
+                out[:, t0:t0 + steps] = y.swapaxes(0, 1)
+        return (out, state) if return_state else out
+
+    def stepper(self, batch_size=1, state=None):
+        """A Stepper: this model one time step at a time on batch_size rows, from
+        state (None: zeros), for generation."""
+        return Stepper(self, batch_size, state)
 
     def __repr__(self):
         parts = ", ".join(f"{type(layer).__name__}({_args(layer.config())})"

@@ -2,7 +2,8 @@
 
 Each function checks shapes, dtypes and finiteness, copies non-contiguous input,
 fills in zeros for the optional arguments, picks a backend and calls it. A compiled
-kernel never sees an array this module has not checked.
+kernel never sees an array this module has not checked. A forward with cache=False
+(inference) keeps only what the next step needs and returns None for the cache.
 
 Shapes: x (T, B, I); Wx (I, G*H); Wh (H, G*H); b (G*H,); h0, c0 (B, H);
 y, dy (T, B, H); G = 1 (RNN), 4 (LSTM), 3 (GRU). One dtype per call: float32 or
@@ -108,12 +109,12 @@ def _grads(T, B, H, dtype, dy, **final):
                    for k, v in final.items()]
 
 
-def rnn_forward(x, Wx, Wh, b, h0=None, *, backend="auto"):
+def rnn_forward(x, Wx, Wh, b, h0=None, *, backend="auto", cache=True):
     """tanh RNN over a sequence.  Returns y (T, B, H), hT (B, H), cache."""
     x, Wx, Wh, (T, B, I, H) = _inputs(1, x, Wx, Wh)
     b = _array("b", b, (H,), x.dtype, "(H,)")
     h0 = _array("h0", h0, (B, H), x.dtype, "(B, H)", optional=True)
-    return get_backend(backend).rnn_forward(x, Wx, Wh, b, h0)
+    return get_backend(backend).rnn_forward(x, Wx, Wh, b, h0, cache=bool(cache))
 
 
 def rnn_backward(cache, dy=None, dhT=None, *, backend="auto"):
@@ -126,13 +127,13 @@ def rnn_backward(cache, dy=None, dhT=None, *, backend="auto"):
     return get_backend(backend).rnn_backward(cache, dy, dhT)
 
 
-def lstm_forward(x, Wx, Wh, b, h0=None, c0=None, *, backend="auto"):
+def lstm_forward(x, Wx, Wh, b, h0=None, c0=None, *, backend="auto", cache=True):
     """LSTM (gates i, f, g, o) over a sequence.  Returns y (T, B, H), hT, cT (B, H), cache."""
     x, Wx, Wh, (T, B, I, H) = _inputs(4, x, Wx, Wh)
     b = _array("b", b, (4 * H,), x.dtype, "(4H,)")
     h0 = _array("h0", h0, (B, H), x.dtype, "(B, H)", optional=True)
     c0 = _array("c0", c0, (B, H), x.dtype, "(B, H)", optional=True)
-    return get_backend(backend).lstm_forward(x, Wx, Wh, b, h0, c0)
+    return get_backend(backend).lstm_forward(x, Wx, Wh, b, h0, c0, cache=bool(cache))
 
 
 def lstm_backward(cache, dy=None, dhT=None, dcT=None, *, backend="auto"):
@@ -146,7 +147,7 @@ def lstm_backward(cache, dy=None, dhT=None, dcT=None, *, backend="auto"):
     return get_backend(backend).lstm_backward(cache, dy, dhT, dcT)
 
 
-def gru_forward(x, Wx, Wh, bx, bh, h0=None, *, backend="auto"):
+def gru_forward(x, Wx, Wh, bx, bh, h0=None, *, backend="auto", cache=True):
     """GRU (PyTorch semantics, gates r, z, n) over a sequence.
 
     Returns y (T, B, H), hT (B, H), cache.
@@ -155,7 +156,7 @@ def gru_forward(x, Wx, Wh, bx, bh, h0=None, *, backend="auto"):
     bx = _array("bx", bx, (3 * H,), x.dtype, "(3H,)")
     bh = _array("bh", bh, (3 * H,), x.dtype, "(3H,)")
     h0 = _array("h0", h0, (B, H), x.dtype, "(B, H)", optional=True)
-    return get_backend(backend).gru_forward(x, Wx, Wh, bx, bh, h0)
+    return get_backend(backend).gru_forward(x, Wx, Wh, bx, bh, h0, cache=bool(cache))
 
 
 def gru_backward(cache, dy=None, dhT=None, *, backend="auto"):

@@ -10,7 +10,8 @@ b (G*H,); h0, c0 (B, H); y (T, B, H). G is 1 for the RNN, 4 for the LSTM (gate
 blocks i, f, g, o) and 3 for the GRU (blocks r, z, n).
 
 The cache each forward returns is a dict of arrays, the same in every backend, so
-that any backend's backward can consume any backend's forward:
+that any backend's backward can consume any backend's forward (with cache=False
+a forward keeps only the state from one step to the next, and returns None):
 
 - RNN:  x, Wx, Wh, h0, y
 - LSTM: x, Wx, Wh, h0, c0, y, c (T, B, H), gates (T, B, 4H) = [i, f, g, o] after
@@ -32,7 +33,7 @@ def _h_prev(y, h0, t):
 # ----------------------------------------------------------------------------- RNN
 
 
-def rnn_forward(x, Wx, Wh, b, h0):
+def rnn_forward(x, Wx, Wh, b, h0, cache=True):
     """h_t = tanh(x_t Wx + h_{t-1} Wh + b).  Returns y (T, B, H), hT (B, H), cache."""
     T, B, _ = x.shape
     H = Wh.shape[0]
@@ -41,7 +42,7 @@ def rnn_forward(x, Wx, Wh, b, h0):
     for t in range(T):
         h = np.tanh(x[t] @ Wx + h @ Wh + b)
         y[t] = h
-    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y)
+    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y) if cache else None
     return y, y[-1].copy(), cache
 
 
@@ -70,7 +71,7 @@ def rnn_backward(cache, dy, dhT):
 # ---------------------------------------------------------------------------- LSTM
 
 
-def lstm_forward(x, Wx, Wh, b, h0, c0):
+def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True):
     """a = x_t Wx + h_{t-1} Wh + b;  i, f, o = sigmoid(a_i, a_f, a_o);  g = tanh(a_g);
     c_t = f*c_{t-1} + i*g;  h_t = o*tanh(c_t).
 
@@ -79,8 +80,8 @@ def lstm_forward(x, Wx, Wh, b, h0, c0):
     T, B, _ = x.shape
     H = Wh.shape[0]
     y = np.empty((T, B, H), dtype=x.dtype)
-    c = np.empty((T, B, H), dtype=x.dtype)
-    gates = np.empty((T, B, 4 * H), dtype=x.dtype)
+    c = np.empty((T if cache else 1, B, H), dtype=x.dtype)
+    gates = np.empty((T if cache else 1, B, 4 * H), dtype=x.dtype)
     h_t, c_t = h0, c0
     for t in range(T):
         a = x[t] @ Wx + h_t @ Wh + b
@@ -90,9 +91,10 @@ def lstm_forward(x, Wx, Wh, b, h0, c0):
         o = sigmoid(a[:, 3 * H:4 * H])
         c_t = f * c_t + i * g
         h_t = o * np.tanh(c_t)
-        gates[t] = np.concatenate([i, f, g, o], axis=1)
-        c[t], y[t] = c_t, h_t
-    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, c0=c0, y=y, c=c, gates=gates)
+        k = t if cache else 0
+        gates[k] = np.concatenate([i, f, g, o], axis=1)
+        c[k], y[t] = c_t, h_t
+    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, c0=c0, y=y, c=c, gates=gates) if cache else None
     return y, y[-1].copy(), c[-1].copy(), cache
 
 
@@ -132,7 +134,7 @@ def lstm_backward(cache, dy, dhT, dcT):
 # ----------------------------------------------------------------------------- GRU
 
 
-def gru_forward(x, Wx, Wh, bx, bh, h0):
+def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True):
     """PyTorch's GRU: r = sigmoid(x Wx_r + bx_r + h Wh_r + bh_r), z likewise,
     n = tanh(x Wx_n + bx_n + r*(h Wh_n + bh_n)),  h_t = (1 - z)*n + z*h_{t-1}.
 
@@ -141,20 +143,21 @@ def gru_forward(x, Wx, Wh, bx, bh, h0):
     T, B, _ = x.shape
     H = Wh.shape[0]
     y = np.empty((T, B, H), dtype=x.dtype)
-    gates = np.empty((T, B, 3 * H), dtype=x.dtype)
-    hn = np.empty((T, B, H), dtype=x.dtype)
+    gates = np.empty((T if cache else 1, B, 3 * H), dtype=x.dtype)
+    hn = np.empty((T if cache else 1, B, H), dtype=x.dtype)
     h = h0
     for t in range(T):
         ax = x[t] @ Wx + bx
         ah = h @ Wh + bh
+        k = t if cache else 0
         r = sigmoid(ax[:, 0 * H:1 * H] + ah[:, 0 * H:1 * H])
         z = sigmoid(ax[:, 1 * H:2 * H] + ah[:, 1 * H:2 * H])
-        hn[t] = ah[:, 2 * H:3 * H]
-        n = np.tanh(ax[:, 2 * H:3 * H] + r * hn[t])
+        hn[k] = ah[:, 2 * H:3 * H]
+        n = np.tanh(ax[:, 2 * H:3 * H] + r * hn[k])
         h = (1.0 - z) * n + z * h
-        gates[t] = np.concatenate([r, z, n], axis=1)
+        gates[k] = np.concatenate([r, z, n], axis=1)
         y[t] = h
-    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, gates=gates, hn=hn)
+    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, gates=gates, hn=hn) if cache else None
     return y, y[-1].copy(), cache
 
 
@@ -188,6 +191,38 @@ def gru_backward(cache, dy, dhT):
     return dx, dWx, dWh, dbx, dbh, dh
 
 
+# ---------------------------------------------------------- one step at a time
+# Generation runs a cell one step per call, on weights prepared once (the compiled
+# backends pack them into panels). A step is the forward over one time step.
+
+
+def rnn_step_weights(Wx, Wh, b):
+    return Wx, Wh, b
+
+
+def rnn_step(weights, x, h, h_next):
+    """x (B, I), h (B, H) -> h_next (B, H), the next state."""
+    h_next[...] = rnn_forward(x[None], *weights, h, cache=False)[1]
+
+
+def lstm_step_weights(Wx, Wh, b):
+    return Wx, Wh, b
+
+
+def lstm_step(weights, x, h, c, h_next):
+    """x (B, I), h, c (B, H) -> h_next (B, H); c becomes the next cell state."""
+    _, h_next[...], c[...], _ = lstm_forward(x[None], *weights, h, c, cache=False)
+
+
+def gru_step_weights(Wx, Wh, bx, bh):
+    return Wx, Wh, bx, bh
+
+
+def gru_step(weights, x, h, h_next):
+    """x (B, I), h (B, H) -> h_next (B, H), the next state."""
+    h_next[...] = gru_forward(x[None], *weights, h, cache=False)[1]
+
+
 # ------------------------------------------------- the rest of a training step
 # The layers around the cells, the losses and the optimizers, each over rows:
 # M = T*B steps of a batch, flattened. The compiled backends run them on the same
@@ -197,6 +232,15 @@ def gru_backward(cache, dy, dhT):
 def dense_forward(x, W, b):
     """y = x W + b for x (M, K), W (K, N), b (N,).  Returns y (M, N)."""
     return x @ W + b
+
+
+def dense_step_weights(W, b):
+    return W, b
+
+
+def dense_step(weights, x):
+    """dense_forward for a few rows x (B, K), on the weights of dense_step_weights."""
+    return dense_forward(x, *weights)
 
 
 def dense_backward(x, W, dy, need_dx=True):

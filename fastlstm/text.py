@@ -79,7 +79,7 @@ class CharLM:
     def _read(self, text, state=None):
         """Log-probabilities of the next character after text (V,), and the state."""
         ids = self.vocab.encode(text)[:, None]
-        logits, state, _ = self.model.forward(ids, state)
+        logits, state, _ = self.model._pass(ids, state, train=False)
         return log_softmax(logits[-1, 0].astype(np.float64)), state
 
     def _context(self, prefix):
@@ -101,23 +101,29 @@ class CharLM:
         if temperature < 0:
             raise ValueError(f"temperature: expected >= 0, got {temperature}")
         rng = np.random.default_rng(seed)
-        logp, state = self._read(self._context(prefix))
+        # log-probabilities, then logits: the same up to a constant per step
+        scores, state = self._read(self._context(prefix))
+        stepper = self.model.stepper(1, state)
         out = []
         for _ in range(n):
             if temperature == 0:
-                k = int(np.argmax(logp))
+                k = int(np.argmax(scores))
             else:
-                p = np.exp((logp - logp.max()) / temperature)
-                k = int(rng.choice(len(p), p=p / p.sum()))
-            out.append(self.vocab.chars[k])
-            logp, state = self._read(out[-1], state)
-        return prefix + "".join(out)
+                # inverse CDF: one uniform draw against the cumulative weights
+                p = np.exp((scores - scores.max()) / temperature)
+                cdf = np.cumsum(p)
+                k = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")),
+                        len(p) - 1)
+            out.append(k)
+            scores = stepper.step(np.array([k]))[0].astype(np.float64)
+        return prefix + self.vocab.decode(out)
 
     def complete(self, prefix, max_len=30, beam=8):
         """The most likely continuation of prefix's last word, up to the end of the
         word (a character that is not a letter, digit, ' or -), by beam search over
         its probability. complete("tria") -> "ngle"."""
         logp, state = self._read(self._context(prefix))
+        stepper = self.model.stepper(1, state)
         beams = [("", 0.0)]
         logps = logp[None]
         done = []
@@ -139,10 +145,9 @@ class CharLM:
             if not live or best_done >= live[0][1]:
                 break
             beams = live
-            state = tuple(tuple(s[:, rows] for s in layer) for layer in state)
-            ids = self.vocab.encode("".join(c[-1] for c, _ in beams))[None]
-            logits, state, _ = self.model.forward(ids, state)
-            logps = log_softmax(logits[0].astype(np.float64))
+            stepper.select(rows)
+            logits = stepper.step(self.vocab.encode("".join(c[-1] for c, _ in beams)))
+            logps = log_softmax(logits.astype(np.float64))
         if not done:
             return beams[0][0]
         return max(done, key=lambda d: d[1])[0]

@@ -277,6 +277,20 @@ cdef inline void step_gemm(const floating* h, const floating* Wp, floating* S,
                    False)
 
 
+cdef inline void step_projection(const floating* x, const floating* Wxp, const floating* bp,
+                                 floating* A, Py_ssize_t B, Py_ssize_t I,
+                                 Py_ssize_t Np) noexcept nogil:
+    """A (B, Np) := x (B, I) @ Wx + b for Wx, b packed by _panels.columns (Np
+    columns, whole panels): the calling thread's share of the panels, inside a
+    parallel region (the one-step kernels)."""
+    cdef Py_ssize_t U = panel_units(x), nv = Np // U
+    cdef Py_ssize_t v0 = span_lo(nv, fl_team_size(), fl_team_rank())
+    cdef Py_ssize_t v1 = span_lo(nv, fl_team_size(), fl_team_rank() + 1)
+    if v1 > v0:
+        panel_gemm(B, I, v1 - v0, x, I, Wxp + v0 * I * U, I * U, A + v0 * U, Np, U,
+                   False, False, bp + v0 * U)
+
+
 cdef inline void step_grad_gemm(const floating* dA, const floating* Wp, floating* D,
                                 Py_ssize_t B, Py_ssize_t H, Py_ssize_t N, Py_ssize_t q0,
                                 Py_ssize_t q1, bint add) noexcept nogil:
@@ -315,9 +329,11 @@ cdef inline void rows_times_panels(const floating* A, Py_ssize_t lda, Py_ssize_t
 
 cdef inline void input_projection(const floating* x, const floating* Wx, const floating* b,
                                   floating* A, floating* Wxp, Py_ssize_t rows,
-                                  Py_ssize_t I, Py_ssize_t N, int n_threads) noexcept nogil:
+                                  Py_ssize_t I, Py_ssize_t N, int n_threads,
+                                  bint pack=True) noexcept nogil:
     """A := x @ Wx + b for x (rows, I), Wx (I, N), b (N,); rows split across threads.
-    Wxp is scratch of I*N elements for Wx's panels."""
+    Wxp is scratch of I*N elements for Wx's panels; without pack, it holds them
+    already (a later window of the same forward)."""
     cdef Py_ssize_t U = panel_units(x), p, lo, hi
     cdef UnitSpan u
     if N % U:
@@ -329,13 +345,26 @@ cdef inline void input_projection(const floating* x, const floating* Wx, const f
                  <int>N, 1, A + lo * N, <int>N)
         return
     with parallel(num_threads=n_threads):
-        u = my_units(N, U)
-        pack_gate_blocks(Wx, Wxp, I, 1, N, u.q0, u.q1)
+        if pack:
+            u = my_units(N, U)
+            pack_gate_blocks(Wx, Wxp, I, 1, N, u.q0, u.q1)
+            # every thread reads all of Wx's panels
+            fl_team_barrier()
         lo = span_lo(rows, fl_team_size(), fl_team_rank())
         hi = span_lo(rows, fl_team_size(), fl_team_rank() + 1)
-        # every thread reads all of Wx's panels
-        fl_team_barrier()
         rows_times_panels(x, I, lo, hi, I, Wxp, N, A, b)
+
+
+# The forward without a cache (inference) keeps the input projection and the cell
+# states of a window of time steps only, at most WINDOW_ELEMENTS of the
+# projection: it is written and read again while it is in the caches.
+cdef enum:
+    WINDOW_ELEMENTS = 262144
+
+
+cdef inline Py_ssize_t inference_window(Py_ssize_t T, Py_ssize_t step_elements) noexcept nogil:
+    """Steps of a window for a projection of step_elements (B*G*H) a step."""
+    return max(1, min(T, WINDOW_ELEMENTS // step_elements))
 
 
 cdef inline void rows_times_transposed(const floating* A, const floating* W,

@@ -20,9 +20,11 @@ from cython cimport floating
 from cython.parallel cimport parallel
 
 from _common cimport (span_lo, fl_team_size, fl_team_rank, input_projection,
-                      weight_grads, backward_scratch, panel_units, padded_units)
+                      weight_grads, backward_scratch, panel_units, padded_units,
+                      rows_times_panels)
 
 from fastlstm._buffers import empty, zeros
+from fastlstm._cy._panels import columns
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
 cdef enum:
@@ -91,6 +93,24 @@ def dense_backward(const floating[:, ::1] x, const floating[:, ::1] W,
         # db = dy.sum(axis=0)
         _column_sums(&dyn[0, 0], M, N, Np, &db_[0], nt if M * N >= PARALLEL_MIN else 1)
     return dx, (dW if Np == N else np.ascontiguousarray(dW[:, :N])), db
+
+
+def dense_step_weights(const floating[:, ::1] W, const floating[::1] b):
+    """W (K, N), b (N,) packed once for dense_step."""
+    return columns(W, b) + (W.shape[1],)
+
+
+def dense_step(tuple weights, const floating[:, ::1] x):
+    """y (B, N) = x W + b for a few rows x (B, K), on the calling thread, from the
+    weights of dense_step_weights."""
+    cdef const floating[::1] Wp = weights[0], bp = weights[1]
+    cdef Py_ssize_t N = weights[2], B = x.shape[0], K = x.shape[1], Np = bp.shape[0]
+    dtype = np.float32 if floating is float else np.float64
+    y = np.empty((B, Np), dtype)
+    cdef floating[:, ::1] y_ = y
+    with nogil:
+        rows_times_panels(&x[0, 0], K, 0, B, K, &Wp[0], Np, &y_[0, 0], &bp[0])
+    return y if Np == N else y[:, :N]
 
 
 cdef void _column_sums(const floating* D, Py_ssize_t M, Py_ssize_t N, Py_ssize_t ldd,

@@ -21,11 +21,13 @@ from cython cimport floating
 from cython.parallel cimport parallel
 
 from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
-                      input_projection, panel_units, padded_units, block_threads,
+                      input_projection, inference_window, panel_units, padded_units,
+                      block_threads,
                       pack_gate_blocks, pack_unit_blocks, step_gemm, step_grad_gemm,
-                      weight_grads, backward_scratch, add_row)
+                      weight_grads, backward_scratch, add_row, step_projection)
 
 from fastlstm._buffers import empty, zeros
+from fastlstm._cy._panels import step_weights
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
 
@@ -83,27 +85,33 @@ cdef inline void _gates_row_backward(const floating* a, const floating* hn,
 
 def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
                 const floating[:, ::1] Wh, const floating[::1] bx,
-                const floating[::1] bh, const floating[:, ::1] h0, n_threads=None):
+                const floating[::1] bh, const floating[:, ::1] h0, bint cache=True):
     """x (T, B, I), Wx (I, 3H), Wh (H, 3H), bx, bh (3H,), h0 (B, H).
 
-    Returns y (T, B, H), hT (B, H), cache (see fastlstm.reference).
+    Returns y (T, B, H), hT (B, H), cache (see fastlstm.reference). Without cache,
+    the cache is None and the loop keeps the gates and hn of a window of steps
+    only (_common.pxd, inference_window).
     Shapes are trusted (all sizes >= 1): fastlstm.ops checks them.
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t W = T if cache else inference_window(T, B * 3 * H)
     y = empty((T, B, H), dtype)
-    gates = empty((T, B, 3 * H), dtype)
-    hn = empty((T, B, H), dtype)
+    gates = empty((W, B, 3 * H), dtype)
+    hn = empty((W, B, H), dtype)
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
-    cdef floating[::1] Whp = empty(max(H * 3 * Hp, I * 3 * H), dtype)
+    cdef floating[::1] Wxp = empty(I * 3 * H, dtype)
+    cdef floating[::1] Whp = empty(H * 3 * Hp, dtype)
     cdef floating[::1] AH = empty(B * 3 * Hp, dtype)
     cdef floating[:, :, ::1] y_, gates_, hn_
     y_, gates_, hn_ = y, gates, hn
-    cdef int nt = get_num_threads() if n_threads is None else n_threads
+    cdef int nt = get_num_threads()
     with single_threaded_blas(), nogil:
-        _forward(x, Wx, Wh, bx, bh, h0, Whp, AH, y_, gates_, hn_, nt)
-    cache = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y, gates=gates, hn=hn)
-    return y, y[T - 1].copy(), cache
+        _forward(x, Wx, Wh, bx, bh, h0, Wxp, Whp, AH, y_, gates_, hn_, nt)
+    if not cache:
+        return y, y[T - 1].copy(), None
+    saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y, gates=gates, hn=hn)
+    return y, y[T - 1].copy(), saved
 
 
 cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
@@ -112,40 +120,83 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    const floating[::1] bx,           # IN  (3H,)
                    const floating[::1] bh,           # IN  (3H,)
                    const floating[:, ::1] h0,        # IN  (B, H)
-                   floating[::1] Whp,                # OUT (max(H*3Hp, I*3H),), scratch: Wx's
-                                                     # panels, then Wh's
+                   floating[::1] Wxp,                # OUT (I*3H,), scratch: Wx's panels
+                   floating[::1] Whp,                # OUT (H*3Hp,), scratch: Wh's panels
                    floating[::1] AH,                 # OUT (B*3Hp,), h_{t-1} Wh, scratch
                    floating[:, :, ::1] y,            # OUT (T, B, H)
-                   floating[:, :, ::1] gates,        # OUT (T, B, 3H), [r, z, n]
-                   floating[:, :, ::1] hn,           # OUT (T, B, H)
+                   floating[:, :, ::1] gates,        # OUT (W, B, 3H): [r, z, n] of step t
+                                                     # at t % W
+                   floating[:, :, ::1] hn,           # OUT (W, B, H), likewise
                    int n_threads) noexcept nogil:
+    """The steps in windows of W = gates.shape[0] steps (all T where the cache is
+    kept): each projects its inputs, then runs its steps."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t U = panel_units(&Wh[0, 0])
+    cdef Py_ssize_t W = gates.shape[0], U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t G = 3 * H, t, r, n
+    cdef Py_ssize_t G = 3 * H, t0, t1, t, r, n
     cdef const floating* h_prev
     cdef int P = block_threads(B, H, 3, U, n_threads)
-    # 1. AX = X Wx + bx over all T*B rows
-    input_projection(&x[0, 0, 0], &Wx[0, 0], &bx[0], &gates[0, 0, 0], &Whp[0], T * B, I, G,
-                     n_threads)
-    with parallel(num_threads=P):
+    t0 = 0
+    while t0 < T:
+        t1 = min(T, t0 + W)
+        # 1. AX = X Wx + bx over the window's rows
+        input_projection(&x[t0, 0, 0], &Wx[0, 0], &bx[0], &gates[0, 0, 0], &Wxp[0],
+                         (t1 - t0) * B, I, G, n_threads, t0 == 0)
+        with parallel(num_threads=P):
+            u = my_units(H, U)
+            n = (u.q1 - u.q0) * U
+            if t0 == 0:
+                # the same layout whoever packs them (see _lstm.pyx)
+                pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 3, H, u.q0, u.q1)
+            for t in range(t0, t1):
+                h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
+                # 2. AH = h_{t-1} Wh for the thread's units, on its packed panels
+                step_gemm(h_prev, &Whp[0], &AH[B * 3 * u.j0], B, H, 3, u.q0, u.q1)
+                for r in range(B):
+                    _gates_row(&gates[t - t0, r, u.j0], &AH[B * 3 * u.j0 + r * 3 * n], n,
+                               &bh[u.j0], &h_prev[r * H + u.j0], &hn[t - t0, r, u.j0],
+                               &y[t, r, u.j0], u.j1 - u.j0, H)
+                # step t+1 reads all of h_t
+                fl_team_barrier()
+        t0 = t1
+
+
+def gru_step_weights(const floating[:, ::1] Wx, const floating[:, ::1] Wh,
+                     const floating[::1] bx, const floating[::1] bh):
+    """Wx (I, 3H), Wh (H, 3H), bx, bh (3H,) packed once for gru_step."""
+    return step_weights(Wx, Wh, bx, 3) + (np.array(bh),)
+
+
+def gru_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
+             floating[:, ::1] h_next):
+    """One step on the weights of gru_step_weights: x (B, I) and h (B, H) give
+    h_next (B, H). The same numbers as that step of gru_forward."""
+    cdef const floating[::1] Wxp = weights[0], bxp = weights[1], Whp = weights[2]
+    cdef const floating[::1] bh = weights[3]
+    cdef Py_ssize_t B = x.shape[0], I = x.shape[1], H = h.shape[1], Np = bxp.shape[0]
+    cdef Py_ssize_t U = panel_units(&x[0, 0]), Hp = padded_units(H, U)
+    dtype = np.float32 if floating is float else np.float64
+    cdef floating[:, ::1] A = np.empty((B, Np), dtype)
+    cdef floating[::1] AH = np.empty(B * 3 * Hp, dtype)
+    cdef floating[:, ::1] hn = np.empty((B, H), dtype)
+    cdef int P = block_threads(B, H, 3, U, get_num_threads())
+    cdef UnitSpan u
+    cdef Py_ssize_t r, n
+    with nogil, parallel(num_threads=P):
+        # 1. AX = x Wx + bx, the threads splitting its columns
+        step_projection(&x[0, 0], &Wxp[0], &bxp[0], &A[0, 0], B, I, Np)
+        # each thread's gates read all three gate blocks of its units
+        fl_team_barrier()
         u = my_units(H, U)
         n = (u.q1 - u.q0) * U
-        pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 3, H, u.q0, u.q1)
-        for t in range(T):
-            h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
-            # 2. AH = h_{t-1} Wh for the thread's units, on its packed panels
-            step_gemm(h_prev, &Whp[0], &AH[B * 3 * u.j0], B, H, 3, u.q0, u.q1)
-            for r in range(B):
-                _gates_row(&gates[t, r, u.j0], &AH[B * 3 * u.j0 + r * 3 * n], n,
-                           &bh[u.j0], &h_prev[r * H + u.j0], &hn[t, r, u.j0],
-                           &y[t, r, u.j0], u.j1 - u.j0, H)
-            # step t+1 reads all of h_t
-            fl_team_barrier()
+        # 2. AH = h Wh for the thread's units, then the gate pass, as in _forward
+        step_gemm(&h[0, 0], &Whp[0], &AH[B * 3 * u.j0], B, H, 3, u.q0, u.q1)
+        for r in range(B):
+            _gates_row(&A[r, u.j0], &AH[B * 3 * u.j0 + r * 3 * n], n, &bh[u.j0],
+                       &h[r, u.j0], &hn[r, u.j0], &h_next[r, u.j0], u.j1 - u.j0, H)
 
 
-def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
-                 n_threads=None):
+def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT):
     """dy (T, B, H), dhT (B, H) -> dx, dWx, dWh, dbx, dbh, dh0."""
     cdef const floating[:, :, ::1] x = cache["x"]
     cdef const floating[:, ::1] Wx = cache["Wx"]
@@ -171,7 +222,7 @@ def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef floating[:, ::1] dh_, dWx_, dWh_
     cdef floating[::1] dbx_, dbh_
     dx_, dh_, dWx_, dWh_, dbx_, dbh_ = dx, dh, dWx, dWh, dbx, dbh
-    cdef int nt = get_num_threads() if n_threads is None else n_threads
+    cdef int nt = get_num_threads()
     with single_threaded_blas(), nogil:
         _backward(x, Wx, Wh, h0, y, gates, hn, dy, WhTp, dAX, dAH, dh_, dx_, dWx_, dWh_,
                   dbx_, dbh_, nt)

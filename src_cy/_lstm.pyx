@@ -19,11 +19,13 @@ from cython cimport floating
 from cython.parallel cimport parallel
 
 from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
-                      input_projection, panel_units, padded_units, block_threads,
-                      pack_gate_blocks, pack_unit_blocks, step_gemm, step_grad_gemm,
-                      weight_grads, backward_scratch, add_row)
+                      input_projection, inference_window, panel_units, padded_units,
+                      block_threads, pack_gate_blocks, pack_unit_blocks, step_gemm,
+                      step_grad_gemm, weight_grads, backward_scratch, add_row,
+                      step_projection)
 
 from fastlstm._buffers import empty, zeros
+from fastlstm._cy._panels import step_weights
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
 
@@ -78,28 +80,36 @@ cdef inline void _gates_row_backward(const floating* a, const floating* c,
 
 def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
                  const floating[:, ::1] Wh, const floating[::1] b,
-                 const floating[:, ::1] h0, const floating[:, ::1] c0, n_threads=None):
+                 const floating[:, ::1] h0, const floating[:, ::1] c0, bint cache=True):
     """x (T, B, I), Wx (I, 4H), Wh (H, 4H), b (4H,), h0, c0 (B, H).
 
-    Returns y (T, B, H), hT, cT (B, H), cache (see fastlstm.reference).
+    Returns y (T, B, H), hT, cT (B, H), cache (see fastlstm.reference). Without
+    cache, the cache is None and the loop keeps the gates and c of a window of
+    steps only (_common.pxd, inference_window).
     Shapes are trusted (all sizes >= 1): fastlstm.ops checks them.
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t W = T if cache else inference_window(T, B * 4 * H)
     y = empty((T, B, H), dtype)
-    c = empty((T, B, H), dtype)
-    gates = empty((T, B, 4 * H), dtype)
+    c = empty((W, B, H), dtype)
+    gates = empty((W, B, 4 * H), dtype)
+    cT = empty((B, H), dtype)
     cdef floating[:, :, ::1] y_, c_, gates_
+    cdef floating[:, ::1] cT_ = cT
     y_, c_, gates_ = y, c, gates
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
-    cdef floating[::1] Whp = empty(max(H * 4 * Hp, I * 4 * H), dtype)
+    cdef floating[::1] Wxp = empty(I * 4 * H, dtype)
+    cdef floating[::1] Whp = empty(H * 4 * Hp, dtype)
     cdef floating[::1] S = empty(B * 4 * Hp, dtype)
-    cdef int nt = get_num_threads() if n_threads is None else n_threads
+    cdef int nt = get_num_threads()
     with single_threaded_blas(), nogil:
-        _forward(x, Wx, Wh, b, h0, c0, Whp, S, y_, c_, gates_, nt)
-    cache = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, c0=c0.base,
+        _forward(x, Wx, Wh, b, h0, c0, Wxp, Whp, S, y_, c_, gates_, cT_, nt)
+    if not cache:
+        return y, y[T - 1].copy(), cT, None
+    saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, c0=c0.base,
                  y=y, c=c, gates=gates)
-    return y, y[T - 1].copy(), c[T - 1].copy(), cache
+    return y, y[T - 1].copy(), cT, saved
 
 
 cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
@@ -108,42 +118,88 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    const floating[::1] b,            # IN  (4H,)
                    const floating[:, ::1] h0,        # IN  (B, H)
                    const floating[:, ::1] c0,        # IN  (B, H)
-                   floating[::1] Whp,                # OUT (max(H*4Hp, I*4H),), scratch: Wx's
-                                                     # panels, then Wh's
+                   floating[::1] Wxp,                # OUT (I*4H,), scratch: Wx's panels
+                   floating[::1] Whp,                # OUT (H*4Hp,), scratch: Wh's panels
                    floating[::1] S,                  # OUT (B*4Hp,), h_{t-1} Wh, scratch
                    floating[:, :, ::1] y,            # OUT (T, B, H)
-                   floating[:, :, ::1] c,            # OUT (T, B, H)
-                   floating[:, :, ::1] gates,        # OUT (T, B, 4H), [i, f, g, o]
+                   floating[:, :, ::1] c,            # OUT (W, B, H): c_t at t % W
+                   floating[:, :, ::1] gates,        # OUT (W, B, 4H): [i, f, g, o] of
+                                                     # step t at t % W
+                   floating[:, ::1] cT,              # OUT (B, H)
                    int n_threads) noexcept nogil:
+    """The steps in windows of W = gates.shape[0] steps (all T where the cache is
+    kept): each projects its inputs, then runs its steps."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
-    cdef Py_ssize_t U = panel_units(&Wh[0, 0])
+    cdef Py_ssize_t W = gates.shape[0], U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t t, r, n
+    cdef Py_ssize_t t0, t1, t, r, n
     cdef const floating* h_prev
     cdef const floating* c_prev
     cdef int P = block_threads(B, H, 4, U, n_threads)
-    # 1. A = X Wx + b over all T*B rows
-    input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &gates[0, 0, 0], &Whp[0], T * B, I,
-                     4 * H, n_threads)
-    with parallel(num_threads=P):
+    t0 = 0
+    while t0 < T:
+        t1 = min(T, t0 + W)
+        # 1. A = X Wx + b over the window's rows
+        input_projection(&x[t0, 0, 0], &Wx[0, 0], &b[0], &gates[0, 0, 0], &Wxp[0],
+                         (t1 - t0) * B, I, 4 * H, n_threads, t0 == 0)
+        with parallel(num_threads=P):
+            u = my_units(H, U)
+            n = (u.q1 - u.q0) * U
+            if t0 == 0:
+                # the panels' layout is the same whoever packs them, so a later
+                # window's team may use them as they are
+                pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 4, H, u.q0, u.q1)
+            for t in range(t0, t1):
+                h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
+                c_prev = &c0[0, 0] if t == 0 else &c[(t - 1) % W, 0, 0]
+                # 2. S = h_{t-1} Wh for the thread's units, on its packed panels
+                step_gemm(h_prev, &Whp[0], &S[B * 4 * u.j0], B, H, 4, u.q0, u.q1)
+                for r in range(B):
+                    _gates_row(&gates[t - t0, r, u.j0], &S[B * 4 * u.j0 + r * 4 * n], n,
+                               &c_prev[r * H + u.j0], &c[t % W, r, u.j0], &y[t, r, u.j0],
+                               u.j1 - u.j0, H)
+                # step t+1 reads all of h_t
+                fl_team_barrier()
+        t0 = t1
+    cT[...] = c[(T - 1) % W]
+
+
+def lstm_step_weights(const floating[:, ::1] Wx, const floating[:, ::1] Wh,
+                      const floating[::1] b):
+    """Wx (I, 4H), Wh (H, 4H), b (4H,) packed once for lstm_step."""
+    return step_weights(Wx, Wh, b, 4)
+
+
+def lstm_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
+              floating[:, ::1] c, floating[:, ::1] h_next):
+    """One step on the weights of lstm_step_weights: x (B, I) and h (B, H) give
+    h_next (B, H); c (B, H) goes from c_{t-1} to c_t in place. The same numbers as
+    that step of lstm_forward."""
+    cdef const floating[::1] Wxp = weights[0], bp = weights[1], Whp = weights[2]
+    cdef Py_ssize_t B = x.shape[0], I = x.shape[1], H = h.shape[1], Np = bp.shape[0]
+    cdef Py_ssize_t U = panel_units(&x[0, 0]), Hp = padded_units(H, U)
+    dtype = np.float32 if floating is float else np.float64
+    cdef floating[:, ::1] A = np.empty((B, Np), dtype)
+    cdef floating[::1] S = np.empty(B * 4 * Hp, dtype)
+    cdef int P = block_threads(B, H, 4, U, get_num_threads())
+    cdef UnitSpan u
+    cdef Py_ssize_t r, n
+    with nogil, parallel(num_threads=P):
+        # 1. A = x Wx + b, the threads splitting its columns
+        step_projection(&x[0, 0], &Wxp[0], &bp[0], &A[0, 0], B, I, Np)
+        # each thread's gates read all four gate blocks of its units
+        fl_team_barrier()
         u = my_units(H, U)
         n = (u.q1 - u.q0) * U
-        pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 4, H, u.q0, u.q1)
-        for t in range(T):
-            h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
-            c_prev = &c0[0, 0] if t == 0 else &c[t - 1, 0, 0]
-            # 2. S = h_{t-1} Wh for the thread's units, on its packed panels
-            step_gemm(h_prev, &Whp[0], &S[B * 4 * u.j0], B, H, 4, u.q0, u.q1)
-            for r in range(B):
-                _gates_row(&gates[t, r, u.j0], &S[B * 4 * u.j0 + r * 4 * n], n,
-                           &c_prev[r * H + u.j0], &c[t, r, u.j0], &y[t, r, u.j0],
-                           u.j1 - u.j0, H)
-            # step t+1 reads all of h_t
-            fl_team_barrier()
+        # 2. S = h Wh for the thread's units, then the gate pass, as in _forward
+        step_gemm(&h[0, 0], &Whp[0], &S[B * 4 * u.j0], B, H, 4, u.q0, u.q1)
+        for r in range(B):
+            _gates_row(&A[r, u.j0], &S[B * 4 * u.j0 + r * 4 * n], n, &c[r, u.j0],
+                       &c[r, u.j0], &h_next[r, u.j0], u.j1 - u.j0, H)
 
 
 def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
-                  const floating[:, ::1] dcT, n_threads=None):
+                  const floating[:, ::1] dcT):
     """dy (T, B, H), dhT, dcT (B, H) -> dx, dWx, dWh, db, dh0, dc0."""
     cdef const floating[:, :, ::1] x = cache["x"]
     cdef const floating[:, ::1] Wx = cache["Wx"]
@@ -169,7 +225,7 @@ def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::
     cdef floating[::1] db_
     cdef floating[::1] WhTp = empty(backward_scratch(I, Hp, 4 * H), dtype)
     dA_, dx_, dh_, dc_, dWx_, dWh_, db_ = dA, dx, dh, dc, dWx, dWh, db
-    cdef int nt = get_num_threads() if n_threads is None else n_threads
+    cdef int nt = get_num_threads()
     with single_threaded_blas(), nogil:
         _backward(x, Wx, Wh, h0, c0, y, c, gates, dy, WhTp, dA_, dh_, dc_, dx_, dWx_, dWh_,
                   db_, nt)

@@ -19,9 +19,10 @@ from cython.parallel cimport parallel
 from _common cimport (UnitSpan, my_units, fl_team_barrier, tanh_, input_projection,
                       panel_units, padded_units, block_threads, pack_gate_blocks,
                       pack_unit_blocks, step_gemm, step_grad_gemm, weight_grads,
-                      backward_scratch, add_row)
+                      backward_scratch, add_row, step_projection)
 
 from fastlstm._buffers import empty, zeros
+from fastlstm._cy._panels import step_weights
 from fastlstm._threads import get_num_threads, single_threaded_blas
 
 
@@ -45,8 +46,9 @@ cdef inline void _tanh_row_backward(const floating* h, const floating* dh,
 
 def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
                 const floating[:, ::1] Wh, const floating[::1] b,
-                const floating[:, ::1] h0, n_threads=None):
+                const floating[:, ::1] h0, bint cache=True):
     """x (T, B, I), Wx (I, H), Wh (H, H), b (H,), h0 (B, H) -> y (T, B, H), hT, cache.
+    The loop keeps nothing beside y, which the cache holds (None without cache).
 
     Shapes are trusted (all sizes >= 1): fastlstm.ops checks them.
     """
@@ -57,11 +59,13 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
     cdef floating[::1] Whp = empty(max(H * Hp, I * H), dtype)
     cdef floating[::1] S = empty(B * Hp, dtype)
-    cdef int nt = get_num_threads() if n_threads is None else n_threads
+    cdef int nt = get_num_threads()
     with single_threaded_blas(), nogil:
         _forward(x, Wx, Wh, b, h0, Whp, S, y_, nt)
-    cache = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y)
-    return y, y[T - 1].copy(), cache
+    if not cache:
+        return y, y[T - 1].copy(), None
+    saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y)
+    return y, y[T - 1].copy(), saved
 
 
 cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
@@ -97,8 +101,40 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
             fl_team_barrier()
 
 
-def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT,
-                 n_threads=None):
+def rnn_step_weights(const floating[:, ::1] Wx, const floating[:, ::1] Wh,
+                     const floating[::1] b):
+    """Wx (I, H), Wh (H, H), b (H,) packed once for rnn_step."""
+    return step_weights(Wx, Wh, b, 1)
+
+
+def rnn_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
+             floating[:, ::1] h_next):
+    """One step on the weights of rnn_step_weights: x (B, I) and h (B, H) give
+    h_next (B, H). The same numbers as that step of rnn_forward."""
+    cdef const floating[::1] Wxp = weights[0], bp = weights[1], Whp = weights[2]
+    cdef Py_ssize_t B = x.shape[0], I = x.shape[1], H = h.shape[1], Np = bp.shape[0]
+    cdef Py_ssize_t U = panel_units(&x[0, 0])
+    dtype = np.float32 if floating is float else np.float64
+    cdef floating[:, ::1] A = np.empty((B, Np), dtype)
+    cdef floating[::1] S = np.empty(B * Np, dtype)
+    cdef int P = block_threads(B, H, 1, U, get_num_threads())
+    cdef UnitSpan u
+    cdef Py_ssize_t r, n, j
+    with nogil, parallel(num_threads=P):
+        # 1. A = x Wx + b for the thread's columns, which are its own units (one
+        # gate block): no barrier before the tanh reads them
+        step_projection(&x[0, 0], &Wxp[0], &bp[0], &A[0, 0], B, I, Np)
+        u = my_units(H, U)
+        n = (u.q1 - u.q0) * U
+        # 2. S = h Wh for the thread's units;  h_next = tanh(A + S)
+        step_gemm(&h[0, 0], &Whp[0], &S[B * u.j0], B, H, 1, u.q0, u.q1)
+        for r in range(B):
+            _tanh_row(&A[r, u.j0], &S[B * u.j0 + r * n], u.j1 - u.j0)
+            for j in range(u.j0, u.j1):
+                h_next[r, j] = A[r, j]
+
+
+def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1] dhT):
     """dy (T, B, H), dhT (B, H) -> dx, dWx, dWh, db, dh0."""
     cdef const floating[:, :, ::1] x = cache["x"]
     cdef const floating[:, ::1] Wx = cache["Wx"]
@@ -120,7 +156,7 @@ def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef floating[:, ::1] dh_, dWx_, dWh_
     cdef floating[::1] db_
     dA_, dx_, dh_, dWx_, dWh_, db_ = dA, dx, dh, dWx, dWh, db
-    cdef int nt = get_num_threads() if n_threads is None else n_threads
+    cdef int nt = get_num_threads()
     with single_threaded_blas(), nogil:
         _backward(x, Wx, Wh, h0, y, dy, WhTp, dA_, dh_, dx_, dWx_, dWh_, db_, nt)
     return dx, dWx, dWh, db, np.ascontiguousarray(dh[:, :H])

@@ -108,3 +108,28 @@ def test_inputs_are_not_modified(backend):
     run("lstm", backend, p, g)
     for k, v in {**p, **g}.items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+# T * B * G * H above the inference window (262144 elements of gates), so that the
+# forward without a cache runs in several windows, the last one shorter
+WINDOWED = [(1, 1, 3, 5), (5, 3, 7, 13), (700, 3, 2, 33), (40, 65, 3, 40)]
+
+
+@pytest.mark.parametrize("backend", fastlstm.available_backends())
+@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("T, B, I, H", WINDOWED)
+def test_forward_without_cache_equals_reference(backend, cell, dtype, T, B, I, H):
+    """cache=False keeps only a window of steps: the outputs and final states are
+    the reference's (its forward with the cache)."""
+    from fastlstm import ops
+    p, _ = problem(cell, T, B, I, H, dtype, seed=T + H)
+    # recurrent weights small enough that 700 steps are not chaotic, where
+    # rounding differences would grow without bound
+    p["Wh"] *= 0.1 / np.sqrt(H)
+    forward = getattr(ops, f"{cell}_forward")
+    want = forward(**p, backend="numpy")
+    got = forward(**p, backend=backend, cache=False)
+    assert got[-1] is None
+    n = len(want) - 1
+    assert_same(dict(zip(range(n), want[:n])), dict(zip(range(n), got[:n])), dtype)

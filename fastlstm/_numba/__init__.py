@@ -20,12 +20,23 @@ def _threads():
     return n
 
 
-def rnn_forward(x, Wx, Wh, b, h0):
+# Without a cache, a forward runs in windows of at most this many elements of the
+# gates' pre-activations, the only ones kept (src_cy/_common.pxd does the same).
+WINDOW_ELEMENTS = 262144
+
+
+def _windows(T, step_elements, cache):
+    """(t0, t1) of the windows a forward runs in: one without a cache."""
+    W = T if cache else max(1, min(T, WINDOW_ELEMENTS // step_elements))
+    return [(t0, min(T, t0 + W)) for t0 in range(0, T, W)]
+
+
+def rnn_forward(x, Wx, Wh, b, h0, cache=True):
     T, B, _ = x.shape
     y = empty((T, B, Wh.shape[0]), x.dtype)
     with single_threaded_blas():
         rnn.forward(x, Wx, Wh, b, h0, y, _threads())
-    return y, y[-1].copy(), dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y)
+    return y, y[-1].copy(), dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y) if cache else None
 
 
 def rnn_backward(cache, dy, dhT):
@@ -38,14 +49,23 @@ def rnn_backward(cache, dy, dhT):
     return dx, dWx, dWh, dA.sum(axis=(0, 1)), dh
 
 
-def lstm_forward(x, Wx, Wh, b, h0, c0):
+def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True):
     T, B, _ = x.shape
     H = Wh.shape[0]
+    windows = _windows(T, B * 4 * H, cache)
+    W = windows[0][1]
     y = empty((T, B, H), x.dtype)
-    c = empty((T, B, H), x.dtype)
-    gates = empty((T, B, 4 * H), x.dtype)
+    c = empty((W, B, H), x.dtype)
+    gates = empty((W, B, 4 * H), x.dtype)
+    h, c_prev = h0, c0
     with single_threaded_blas():
-        lstm.forward(x, Wx, Wh, b, h0, c0, y, c, gates, _threads())
+        n = _threads()
+        for t0, t1 in windows:
+            lstm.forward(x[t0:t1], Wx, Wh, b, h, c_prev, y[t0:t1], c[:t1 - t0],
+                         gates[:t1 - t0], n)
+            h, c_prev = y[t1 - 1], c[t1 - t0 - 1].copy()
+    if not cache:
+        return y, y[-1].copy(), c_prev, None
     cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, c0=c0, y=y, c=c, gates=gates)
     return y, y[-1].copy(), c[-1].copy(), cache
 
@@ -60,14 +80,23 @@ def lstm_backward(cache, dy, dhT, dcT):
     return dx, dWx, dWh, dA.sum(axis=(0, 1)), dh, dc
 
 
-def gru_forward(x, Wx, Wh, bx, bh, h0):
+def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True):
     T, B, _ = x.shape
     H = Wh.shape[0]
+    windows = _windows(T, B * 3 * H, cache)
+    W = windows[0][1]
     y = empty((T, B, H), x.dtype)
-    hn = empty((T, B, H), x.dtype)
-    gates = empty((T, B, 3 * H), x.dtype)
+    hn = empty((W, B, H), x.dtype)
+    gates = empty((W, B, 3 * H), x.dtype)
+    h = h0
     with single_threaded_blas():
-        gru.forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, _threads())
+        n = _threads()
+        for t0, t1 in windows:
+            gru.forward(x[t0:t1], Wx, Wh, bx, bh, h, y[t0:t1], gates[:t1 - t0],
+                        hn[:t1 - t0], n)
+            h = y[t1 - 1]
+    if not cache:
+        return y, y[-1].copy(), None
     return y, y[-1].copy(), dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, gates=gates, hn=hn)
 
 
@@ -82,6 +111,39 @@ def gru_backward(cache, dy, dhT):
         dx, dWx, dWh = weight_grads(cache["x"], cache["h0"], cache["y"], cache["Wx"], dAX, dAH,
                                     n)
     return dx, dWx, dWh, dAX.sum(axis=(0, 1)), dAH.sum(axis=(0, 1)), dh
+
+
+def rnn_step_weights(Wx, Wh, b):
+    return Wx, Wh, b
+
+
+def rnn_step(weights, x, h, h_next):
+    rnn.step(x, *weights, h, h_next)
+
+
+def lstm_step_weights(Wx, Wh, b):
+    return Wx, Wh, b
+
+
+def lstm_step(weights, x, h, c, h_next):
+    lstm.step(x, *weights, h, c, h_next)
+
+
+def gru_step_weights(Wx, Wh, bx, bh):
+    return Wx, Wh, bx, bh
+
+
+def gru_step(weights, x, h, h_next):
+    gru.step(x, *weights, h, h_next)
+
+
+def dense_step_weights(W, b):
+    return W, b
+
+
+def dense_step(weights, x):
+    W, b = weights
+    return x @ W + b
 
 
 _EVERY_ROW = np.zeros(0, np.uint8)

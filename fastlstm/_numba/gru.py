@@ -57,6 +57,18 @@ def forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, n_threads):
 
 
 @njit(**JIT)
+def step(x, Wx, Wh, bx, bh, h, h_next):
+    """One step on one thread: step 0 of the forward, over (1, B, ...) views; the
+    panel of all H units is Wh itself."""
+    B, H = h.shape
+    gates = np.empty((1, B, 3 * H), dtype=x.dtype)
+    np.dot(x, Wx, gates[0])
+    gates[0] += bx
+    forward_units(0, 0, H, h, bh, Wh.reshape(-1), np.empty(B * 3 * H, dtype=x.dtype), gates,
+                  np.empty((1, B, H), dtype=x.dtype), h_next.reshape(1, B, H))
+
+
+@njit(**JIT)
 def backward_units(t, j0, j1, Wh, h0, y, gates, hn, dy, dAX, dAH, dh, D):
     """Region t for units [j0, j1): dh_{t-1} of step t, then step t-1's pass."""
     T, B, H = dy.shape

@@ -61,6 +61,18 @@ def forward(x, Wx, Wh, b, h0, c0, y, c, gates, n_threads):
 
 
 @njit(**JIT)
+def step(x, Wx, Wh, b, h, c, h_next):
+    """One step on one thread: step 0 of the forward, over (1, B, ...) views; the
+    panel of all H units is Wh itself. c goes to c_t in place."""
+    B, H = h.shape
+    gates = np.empty((1, B, 4 * H), dtype=x.dtype)
+    np.dot(x, Wx, gates[0])
+    gates[0] += b
+    forward_units(0, 0, H, h, c, Wh.reshape(-1), np.empty(B * 4 * H, dtype=x.dtype), gates,
+                  c.reshape(1, B, H), h_next.reshape(1, B, H))
+
+
+@njit(**JIT)
 def backward_units(t, j0, j1, Wh, c0, c, gates, dy, dA, dh, dc, D, Tc):
     """Region t for units [j0, j1): dh_{t-1} of step t, then dA_{t-1} of step t-1."""
     T, B, H = dy.shape

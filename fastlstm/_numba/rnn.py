@@ -32,6 +32,17 @@ def forward(x, Wx, Wh, b, h0, y, n_threads):
 
 
 @njit(**JIT)
+def step(x, Wx, Wh, b, h, h_next):
+    """One step on one thread: step 0 of the forward, over (1, B, H) views; the
+    panel of all H units is Wh itself."""
+    B, H = h.shape
+    y = h_next.reshape(1, B, H)
+    np.dot(x, Wx, y[0])
+    y[0] += b
+    forward_units(0, 0, H, h, Wh.reshape(-1), np.empty(B * H, dtype=x.dtype), y)
+
+
+@njit(**JIT)
 def backward_units(t, j0, j1, Wh, y, dy, dA, dh, D):
     """Region t for units [j0, j1): dh_{t-1} of step t, then dA_{t-1}."""
     T, B, _ = dy.shape
