@@ -20,8 +20,11 @@ import weakref
 
 import numpy as np
 
-# Below this, numpy and malloc serve allocations from memory already mapped.
-MIN_BYTES = 1 << 20
+# Below this, numpy and malloc serve allocations from memory already mapped. Above
+# it, glibc maps fresh pages for each array (and unmaps them when it dies): at
+# T=50, B=32, H=32 (a gates array of 800 KB) page faults took 7% of a training
+# update, before the pool served arrays from 64 KB (bench/RESULTS.md, 2026-12-01).
+MIN_BYTES = 1 << 16
 
 # Blocks of at least half a huge page take whole huge pages: they start on a
 # huge-page boundary, end on one, and ask Linux for transparent huge pages (which it
@@ -84,10 +87,10 @@ class _Block:
 
 
 class _Pool:
-    """Blocks, least recently handed out first."""
+    """Blocks by size, least recently handed out first within a size."""
 
     def __init__(self):
-        self._blocks = []
+        self._blocks = {}   # nbytes -> [_Block], least recently handed out first
         self._peak = 0
         self._lock = threading.Lock()
 
@@ -98,42 +101,57 @@ class _Pool:
         if nbytes < MIN_BYTES:
             return np.empty(shape, dtype)
         with self._lock:
-            block = next((k for k in self._blocks if k.mem.nbytes == nbytes and k.free()),
-                         None)
-            if block is None:
+            same = self._blocks.setdefault(nbytes, [])
+            block = next((k for k in same if k.free()), None)
+            new = block is None
+            if new:
                 block = _Block(nbytes)
             else:
-                self._blocks.remove(block)
+                same.remove(block)
+            same.append(block)
             owner = _Owner(block.mem, shape, dtype)
             block.owner = weakref.ref(owner)
-            self._blocks.append(block)
-            self._trim()
+            if new:
+                # only a new block can push the free memory past its bound
+                self._trim()
         return np.asarray(owner)
+
+    def _all(self):
+        return [k for same in self._blocks.values() for k in same]
+
+    def _drop(self, block):
+        same = self._blocks[block.mem.nbytes]
+        same.remove(block)
+        if not same:
+            del self._blocks[block.mem.nbytes]
 
     def _trim(self):
         """Keep free blocks of at most the largest total ever in use at once, so
         the pool at most doubles the memory a steady workload needs; the least
         recently used go first."""
-        free = [k for k in self._blocks if k.free()]
+        blocks = self._all()
+        free = [k for k in blocks if k.free()]
         free_bytes = sum(k.mem.nbytes for k in free)
-        live_bytes = sum(k.mem.nbytes for k in self._blocks) - free_bytes
+        live_bytes = sum(k.mem.nbytes for k in blocks) - free_bytes
         self._peak = max(self._peak, live_bytes)
         for k in free:
             if free_bytes <= self._peak:
                 break
-            self._blocks.remove(k)
+            self._drop(k)
             free_bytes -= k.mem.nbytes
 
     def release(self):
         """Drop every free block (arrays still in use keep theirs)."""
         with self._lock:
-            self._blocks = [k for k in self._blocks if not k.free()]
+            for k in self._all():
+                if k.free():
+                    self._drop(k)
             self._peak = 0
 
     def held_bytes(self):
         """Bytes in the pool's blocks, in use or free."""
         with self._lock:
-            return sum(k.mem.nbytes for k in self._blocks)
+            return sum(k.mem.nbytes for k in self._all())
 
 
 _pool = _Pool()

@@ -74,6 +74,20 @@ cdef inline Py_ssize_t span_lo(Py_ssize_t n, Py_ssize_t parts, Py_ssize_t p) noe
     return n * p // parts
 
 
+cdef enum:
+    # Multiply-adds of a GEMM over all T*B rows (the input projection, the weight
+    # gradients, dx) that each of its threads must have: about 5 us of one core.
+    # Below it a second thread made a training update slower on the 2-core VM
+    # (T=50, B=32, H=32: bench/RESULTS.md, 2026-12-01).
+    GEMM_MIN_WORK = 262144
+
+
+cdef inline int gemm_threads(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
+                             int n_threads) noexcept nogil:
+    """Threads for an (M, K) @ (K, N) product: at least GEMM_MIN_WORK each."""
+    return <int>max(1, min(<Py_ssize_t>n_threads, M * K * N // GEMM_MIN_WORK))
+
+
 cdef inline void gemm_split_rows(bint trans_a, bint trans_b, Py_ssize_t M, Py_ssize_t N,
                                  Py_ssize_t K, floating alpha, const floating* A,
                                  Py_ssize_t lda, const floating* B, Py_ssize_t ldb,
@@ -336,6 +350,7 @@ cdef inline void input_projection(const floating* x, const floating* Wx, const f
     already (a later window of the same forward)."""
     cdef Py_ssize_t U = panel_units(x), p, lo, hi
     cdef UnitSpan u
+    n_threads = gemm_threads(rows, I, N, n_threads)
     if N % U:
         for p in prange(n_threads, schedule='static', num_threads=n_threads):
             lo = span_lo(rows, n_threads, p)
@@ -375,6 +390,7 @@ cdef inline void rows_times_transposed(const floating* A, const floating* W,
     threads. Wp is scratch of I*N elements for W's panels."""
     cdef Py_ssize_t U = panel_units(A), lo, hi
     cdef UnitSpan u
+    n_threads = gemm_threads(rows, N, I, n_threads)
     if I % U:
         gemm_split_rows(False, True, rows, I, N, 1, A, N, W, N, 0, C, I, n_threads)
         return
@@ -434,8 +450,9 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
     cdef floating* PX = WT
     cdef floating* PH = WT if dAH == dAX else WT + GRAD_ROWS * N
     cdef const floating* hp
-    if N % U == 0 and max(I, H) * N * sizeof(floating) <= GRAD_MAX_BYTES * n_threads:
-        with parallel(num_threads=n_threads):
+    cdef int nt = gemm_threads(TB, I + H, N, n_threads)
+    if N % U == 0 and max(I, H) * N * sizeof(floating) <= GRAD_MAX_BYTES * nt:
+        with parallel(num_threads=nt):
             u = my_units(N, U)
             k0 = 0
             while k0 < TB:
@@ -456,13 +473,13 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
                                GRAD_ROWS * U, dWh + u.j0, N, U, k0 > 0, True)
                 k0 = k1
     else:
-        gemm_split_rows(True, False, N, I, TB, 1, dAX, N, x, I, 0, WT, I, n_threads)
-        transpose(WT, dWx, N, I, n_threads)
+        gemm_split_rows(True, False, N, I, TB, 1, dAX, N, x, I, 0, WT, I, nt)
+        transpose(WT, dWx, N, I, nt)
         if H > 0:
-            gemm_split_rows(True, False, N, H, B, 1, dAH, N, h0, H, 0, WT, H, n_threads)
+            gemm_split_rows(True, False, N, H, B, 1, dAH, N, h0, H, 0, WT, H, nt)
             if T > 1:
                 gemm_split_rows(True, False, N, H, (T - 1) * B, 1, dAH + B * N, N, y, H,
-                                1, WT, H, n_threads)
-            transpose(WT, dWh, N, H, n_threads)
+                                1, WT, H, nt)
+            transpose(WT, dWh, N, H, nt)
     if dx != NULL:
         rows_times_transposed(dAX, Wx, dx, WT, TB, N, I, n_threads)
