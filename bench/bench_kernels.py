@@ -19,8 +19,12 @@ import time
 
 import numpy as np
 
-import fastlstm
-from fastlstm import _buffers, ops
+# The kernels at the thread counts asked for, whatever else the machine runs
+# (fastlstm.train and predict run with the governor: bench_train.py --busy).
+os.environ.setdefault("FASTLSTM_ADAPTIVE_THREADS", "0")
+
+import fastlstm  # noqa: E402
+from fastlstm import _buffers, ops  # noqa: E402
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 SHAPES = [(1, 128), (16, 256), (64, 256), (64, 512), (256, 512)]

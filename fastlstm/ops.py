@@ -11,7 +11,7 @@ float64, taken from x.
 """
 import numpy as np
 
-from ._threads import get_num_threads
+from ._threads import team_size
 from .backends import available_backends, get_backend
 
 try:
@@ -55,7 +55,7 @@ def all_finite(a):
     a = np.ascontiguousarray(a)
     if _compiled_all_finite is None or a.dtype not in _DTYPES:
         return bool(np.isfinite(a).all())
-    return _compiled_all_finite(a.reshape(-1), get_num_threads())
+    return _compiled_all_finite(a.reshape(-1), team_size())
 
 
 def _inputs(G, x, Wx, Wh):

@@ -25,7 +25,7 @@ from _common cimport (span_lo, fl_team_size, fl_team_rank, input_projection,
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._cy._panels import columns
-from fastlstm._threads import get_num_threads, single_threaded_blas
+from fastlstm._threads import single_threaded_blas, team_size
 
 cdef enum:
     # Elements below which one thread does a loop (a parallel region costs more).
@@ -55,7 +55,7 @@ def dense_forward(const floating[:, ::1] x, const floating[:, ::1] W,
     y = empty((M, Np), dtype)
     cdef floating[:, ::1] y_ = y
     cdef floating[::1] Wp = empty(K * Np, dtype)
-    cdef int nt = get_num_threads()
+    cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         # y = x @ W + b
         input_projection(&x[0, 0], &Wn[0, 0], &bn[0], &y_[0, 0], &Wp[0], M, K, Np, nt)
@@ -85,7 +85,7 @@ def dense_backward(const floating[:, ::1] x, const floating[:, ::1] W,
         dx_ = dx
         dx_p = &dx_[0, 0]
     cdef floating[::1] WT = empty(backward_scratch(K, 0, Np), dtype)
-    cdef int nt = get_num_threads()
+    cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         # dW = x.T @ dy;  dx = dy @ W.T
         weight_grads(&x[0, 0], NULL, NULL, &Wn[0, 0], &dyn[0, 0], NULL, &dW_[0, 0], NULL,
@@ -136,7 +136,7 @@ def embedding_backward(const Py_ssize_t[::1] ids, const floating[:, ::1] dy,
     dtype = np.float32 if floating is float else np.float64
     dW = zeros((V, E), dtype)
     cdef floating[:, ::1] dW_ = dW
-    cdef int nt = get_num_threads() if M * E >= PARALLEL_MIN else 1
+    cdef int nt = team_size() if M * E >= PARALLEL_MIN else 1
     with nogil:
         _scatter_add(&ids[0], &dy[0, 0], M, E, V, &dW_[0, 0], nt)
     return dW

@@ -28,7 +28,7 @@ from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._cy._panels import step_weights
-from fastlstm._threads import get_num_threads, single_threaded_blas
+from fastlstm._threads import single_threaded_blas, team_size
 
 
 cdef inline void _gates_row(floating* a, const floating* ah, Py_ssize_t nah,
@@ -105,7 +105,7 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef floating[::1] AH = empty(B * 3 * Hp, dtype)
     cdef floating[:, :, ::1] y_, gates_, hn_
     y_, gates_, hn_ = y, gates, hn
-    cdef int nt = get_num_threads()
+    cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         _forward(x, Wx, Wh, bx, bh, h0, Wxp, Whp, AH, y_, gates_, hn_, nt)
     if not cache:
@@ -179,7 +179,7 @@ def gru_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
     cdef floating[:, ::1] A = np.empty((B, Np), dtype)
     cdef floating[::1] AH = np.empty(B * 3 * Hp, dtype)
     cdef floating[:, ::1] hn = np.empty((B, H), dtype)
-    cdef int P = block_threads(B, H, 3, U, get_num_threads())
+    cdef int P = block_threads(B, H, 3, U, team_size())
     cdef UnitSpan u
     cdef Py_ssize_t r, n
     with nogil, parallel(num_threads=P):
@@ -222,7 +222,7 @@ def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef floating[:, ::1] dh_, dWx_, dWh_
     cdef floating[::1] dbx_, dbh_
     dx_, dh_, dWx_, dWh_, dbx_, dbh_ = dx, dh, dWx, dWh, dbx, dbh
-    cdef int nt = get_num_threads()
+    cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         _backward(x, Wx, Wh, h0, y, gates, hn, dy, WhTp, dAX, dAH, dh_, dx_, dWx_, dWh_,
                   dbx_, dbh_, nt)

@@ -26,7 +26,7 @@ from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._cy._panels import step_weights
-from fastlstm._threads import get_num_threads, single_threaded_blas
+from fastlstm._threads import single_threaded_blas, team_size
 
 
 cdef inline void _gates_row(floating* a, const floating* s, Py_ssize_t ns,
@@ -102,7 +102,7 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef floating[::1] Wxp = empty(I * 4 * H, dtype)
     cdef floating[::1] Whp = empty(H * 4 * Hp, dtype)
     cdef floating[::1] S = empty(B * 4 * Hp, dtype)
-    cdef int nt = get_num_threads()
+    cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         _forward(x, Wx, Wh, b, h0, c0, Wxp, Whp, S, y_, c_, gates_, cT_, nt)
     if not cache:
@@ -181,7 +181,7 @@ def lstm_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
     dtype = np.float32 if floating is float else np.float64
     cdef floating[:, ::1] A = np.empty((B, Np), dtype)
     cdef floating[::1] S = np.empty(B * 4 * Hp, dtype)
-    cdef int P = block_threads(B, H, 4, U, get_num_threads())
+    cdef int P = block_threads(B, H, 4, U, team_size())
     cdef UnitSpan u
     cdef Py_ssize_t r, n
     with nogil, parallel(num_threads=P):
@@ -225,7 +225,7 @@ def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::
     cdef floating[::1] db_
     cdef floating[::1] WhTp = empty(backward_scratch(I, Hp, 4 * H), dtype)
     dA_, dx_, dh_, dc_, dWx_, dWh_, db_ = dA, dx, dh, dc, dWx, dWh, db
-    cdef int nt = get_num_threads()
+    cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         _backward(x, Wx, Wh, h0, c0, y, c, gates, dy, WhTp, dA_, dh_, dc_, dx_, dWx_, dWh_,
                   db_, nt)

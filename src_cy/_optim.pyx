@@ -13,14 +13,14 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf
 
-from fastlstm._threads import get_num_threads
+from fastlstm._threads import team_size
 
 cdef enum:
     PARALLEL_MIN = 65536   # elements: below this, one thread (a region costs more)
 
 
 cdef int _threads(Py_ssize_t n):
-    return get_num_threads() if n >= PARALLEL_MIN else 1
+    return team_size() if n >= PARALLEL_MIN else 1
 
 
 def sum_squares(const floating[::1] a):

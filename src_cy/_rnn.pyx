@@ -23,7 +23,7 @@ from _common cimport (UnitSpan, my_units, fl_team_barrier, tanh_, input_projecti
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._cy._panels import step_weights
-from fastlstm._threads import get_num_threads, single_threaded_blas
+from fastlstm._threads import single_threaded_blas, team_size
 
 
 cdef inline void _tanh_row(floating* a, const floating* s, Py_ssize_t n) noexcept nogil:
@@ -59,7 +59,7 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
     cdef floating[::1] Whp = empty(max(H * Hp, I * H), dtype)
     cdef floating[::1] S = empty(B * Hp, dtype)
-    cdef int nt = get_num_threads()
+    cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         _forward(x, Wx, Wh, b, h0, Whp, S, y_, nt)
     if not cache:
@@ -117,7 +117,7 @@ def rnn_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
     dtype = np.float32 if floating is float else np.float64
     cdef floating[:, ::1] A = np.empty((B, Np), dtype)
     cdef floating[::1] S = np.empty(B * Np, dtype)
-    cdef int P = block_threads(B, H, 1, U, get_num_threads())
+    cdef int P = block_threads(B, H, 1, U, team_size())
     cdef UnitSpan u
     cdef Py_ssize_t r, n, j
     with nogil, parallel(num_threads=P):
@@ -156,7 +156,7 @@ def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef floating[:, ::1] dh_, dWx_, dWh_
     cdef floating[::1] db_
     dA_, dx_, dh_, dWx_, dWh_, db_ = dA, dx, dh, dWx, dWh, db
-    cdef int nt = get_num_threads()
+    cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         _backward(x, Wx, Wh, h0, y, dy, WhTp, dA_, dh_, dx_, dWx_, dWh_, db_, nt)
     return dx, dWx, dWh, db, np.ascontiguousarray(dh[:, :H])

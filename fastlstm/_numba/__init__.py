@@ -9,13 +9,13 @@ import numba
 import numpy as np
 
 from .._buffers import empty
-from .._threads import get_num_threads, single_threaded_blas
+from .._threads import single_threaded_blas, team_size
 from . import gru, lstm, rnn, step
 from .common import input_projection, weight_grads
 
 
 def _threads():
-    n = min(get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    n = min(team_size(), numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(n)
     return n
 
