@@ -286,6 +286,11 @@ cdef inline void step_gemm(const floating* h, const floating* Wp, floating* S,
     """S (B, G, n) := h (B, H) @ Wh's columns for the unit blocks [q0, q1), from
     pack_gate_panels; n = (q1 - q0)*U, gate k of the block's unit j at S[r, k, j]."""
     cdef Py_ssize_t U = panel_units(h), n = (q1 - q0) * U, q
+    if G == 1:
+        # one gate block: the blocks' panels lie one after the other, and their
+        # columns too, so one call takes them all and its tiles are whole
+        panel_gemm(B, H, q1 - q0, h, H, Wp + q0 * H * U, H * U, S, n, U, False)
+        return
     for q in range(q0, q1):
         panel_gemm(B, H, G, h, H, Wp + q * G * H * U, H * U, S + (q - q0) * U, G * n, n,
                    False)
