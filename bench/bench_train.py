@@ -463,6 +463,12 @@ def main(argv=None):
         plot(rows, args.png)
 
 
+def replot(json_path, png_path):
+    """The plot again from a JSON this script wrote."""
+    with open(json_path) as f:
+        plot(json.load(f)["rows"], png_path)
+
+
 def busy_rows(workers, n_rounds):
     """fastlstm's training at lm-h256 on 1 and 2 threads, idle and then with a
     process spinning beside it."""
@@ -536,18 +542,30 @@ def table(rows, meta):
 
 
 def plot(rows, path):
+    """torch time / fastlstm time per config, a bar per thread count."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     timed = [r for r in rows if r["kind"] in ("train", "predict", "generate")]
-    labels = [f"{r['kind']}\n{r['config']}\n{r['threads']} thr" for r in timed]
-    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(timed)), 4))
-    ax.bar(range(len(timed)), [r["ratio"] for r in timed], color="tab:blue")
+    names = list(dict.fromkeys(f"{r['kind']}\n{r['config']}" for r in timed))
+    counts = sorted({r["threads"] for r in timed})
+    width = 0.8 / len(counts)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4))
+    for i, n in enumerate(counts):
+        got = {f"{r['kind']}\n{r['config']}": r["ratio"] for r in timed if r["threads"] == n}
+        xs = [k + (i - (len(counts) - 1) / 2) * width for k, name in enumerate(names)
+              if name in got]
+        ys = [got[name] for name in names if name in got]
+        bars = ax.bar(xs, ys, width, label=f"{n} thread{'s' if n > 1 else ''}")
+        ax.bar_label(bars, fmt="%.2f", fontsize=6)
     ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks(range(len(timed)))
-    ax.set_xticklabels(labels, fontsize=7)
+    ax.axhline(1.3, color="tab:red", lw=0.8, ls="--", label="1.3x")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, fontsize=7)
     ax.set_ylabel("torch time / fastlstm time")
-    ax.set_title("fastlstm end to end against torch (above 1: fastlstm faster)")
+    ax.set_title("fastlstm end to end against torch (above 1: fastlstm is faster)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     _makedirs(path)
     fig.savefig(path, dpi=120)
