@@ -1,15 +1,23 @@
 """Checkpoints: save and load models as .npz files.
 
-Format (version 1): a NumPy .npz archive, read with allow_pickle=False, holding
-- "meta": a JSON string: {"format": "fastlstm", "version": 1, "fastlstm": the
-  library version, "kind": "model" or "charlm", "model": {"loss", "dtype",
-  "layers": [{"type", "config"}]}, "vocab" (charlm), "train" (resumable training
-  state: epoch, seed, optimizer name and hyper-parameters, history) or null};
+Format (version 2): a NumPy .npz archive, read with allow_pickle=False, holding
+- "meta": a JSON string: {"format": "fastlstm", "version": 2, "fastlstm": the
+  library version, "kind": "model" or the kind of the object wrapping the model
+  ("charlm", "forecaster"), "model": {"loss", "dtype", "layers": [{"type",
+  "config"}]}, "extra": what that object needs beside the model (a CharLM's
+  vocabulary, a Forecaster's scaling), "train" (resumable training state: epoch,
+  seed, optimizer name and hyper-parameters, history) or null};
 - "param/<layer>.<name>": every parameter array, as Model.params names them;
 - "optim/<slot>": the optimizer's state arrays, when "train" is set.
+Version 1 files (a CharLM's vocabulary under "vocab") load as before.
 
-The file is written to a temporary file in the same folder, synced, then renamed
-over the old one, so a crash mid-save leaves the old checkpoint as it was.
+The module knows models only. An object that wraps one (text.CharLM,
+series.Forecaster) has `model`, `checkpoint_kind` and `checkpoint_extra()`, and its
+module registers how to rebuild it from the model and the extra (register_kind).
+
+The file is written to a temporary file in the same folder, synced, given the
+mode the umask allows, then renamed over the old one, so a crash mid-save leaves
+the old checkpoint as it was.
 """
 import json
 import os
@@ -21,33 +29,54 @@ import numpy as np
 from ._version import __version__
 from .layers import LAYERS, Recurrent
 from .model import Model
-from .text import CharLM
 
-__all__ = ["save", "load", "load_checkpoint", "FORMAT_VERSION"]
+__all__ = ["save", "load", "load_checkpoint", "register_kind", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_KINDS = {}
+
+
+def register_kind(kind, rebuild):
+    """rebuild(model, extra) gives back the object saved as kind."""
+    _KINDS[kind] = rebuild
+
+
+def _unwrap(obj):
+    """(Model, kind, extra) of a Model or of an object that wraps one."""
+    if isinstance(obj, Model):
+        return obj, "model", None
+    net = getattr(obj, "model", None)
+    kind = getattr(obj, "checkpoint_kind", None)
+    if not isinstance(net, Model) or kind not in _KINDS:
+        raise TypeError(f"model: expected a fastlstm Model or an object wrapping one "
+                        f"(CharLM, Forecaster), got {type(obj).__name__}")
+    return net, kind, obj.checkpoint_extra()
 
 
 def save(model, path, train_state=None):
-    """Write model (a Model or a CharLM) to path atomically.
+    """Write model (a Model, a CharLM, a Forecaster) to path atomically.
 
     train_state is what fastlstm.train passes to make the file resumable: a dict
     with "meta" (JSON-able) and "optim" (name -> array).
     """
-    kind, net = ("charlm", model.model) if isinstance(model, CharLM) else ("model", model)
-    if not isinstance(net, Model):
-        raise TypeError(f"model: expected a fastlstm Model or CharLM, got {type(model).__name__}")
+    net, kind, extra = _unwrap(model)
     meta = dict(format="fastlstm", version=FORMAT_VERSION, fastlstm=__version__, kind=kind,
                 model=dict(loss=net.loss_name, dtype=net.dtype.name,
                            layers=[dict(type=type(layer).__name__, config=layer.config())
                                    for layer in net.layers]),
-                vocab=model.vocab.chars if kind == "charlm" else None,
-                train=None if train_state is None else train_state["meta"])
+                extra=extra, train=None if train_state is None else train_state["meta"])
     arrays = {"meta": np.array(json.dumps(meta))}
     arrays.update({f"param/{k}": a for k, a in net.params.items()})
     if train_state is not None:
         arrays.update({f"optim/{k}": np.asarray(a) for k, a in train_state["optim"].items()})
     _write_atomically(os.fspath(path), arrays)
+
+
+def _umask_mode():
+    """The mode a new file gets under the process's umask (0666 & ~umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _write_atomically(path, arrays):
@@ -58,6 +87,8 @@ def _write_atomically(path, arrays):
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes the file 0600; a checkpoint is a file like any other
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -68,7 +99,7 @@ def _write_atomically(path, arrays):
 
 
 def load(path, backend="auto"):
-    """The Model or CharLM saved at path, its recurrent layers on backend."""
+    """The Model (or CharLM, Forecaster) saved at path, its layers on backend."""
     return load_checkpoint(path, backend)[0]
 
 
@@ -97,7 +128,15 @@ def load_checkpoint(path, backend="auto"):
                 raise ValueError(f"{path}: parameter {k} has shape {a.shape}, the model "
                                  f"wants {p.shape}")
             p[...] = a
-        model = CharLM(meta["vocab"], net) if meta["kind"] == "charlm" else net
+        kind = meta["kind"]
+        extra = meta.get("extra") if version >= 2 else (
+            {"vocab": meta["vocab"]} if kind == "charlm" else None)
+        if kind == "model":
+            model = net
+        elif kind in _KINDS:
+            model = _KINDS[kind](net, extra)
+        else:
+            raise ValueError(f"{path}: holds a {kind!r}, which this fastlstm does not know")
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not a fastlstm checkpoint (missing or bad {exc})") from None
     train_state = None

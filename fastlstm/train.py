@@ -74,7 +74,8 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
           checkpoint=None, resume=False, mask=None, on_nan="raise"):
     """Train model on X -> Y and return its History.
 
-    X: tokens (N, T) int for a token model, else features (N, T, F); Y: targets
+    model: a Model, or an object that wraps one (a CharLM): that is what a
+    checkpoint holds. X: tokens (N, T) int for a token model, else features (N, T, F); Y: targets
     (N, T) int for cross-entropy, (N, T, O) for MSE; mask: (N, T) bool, steps the
     loss counts (default all). Each epoch shuffles the rows (by seed and epoch) into
     batches of batch_size. seq_len cuts each batch into windows of seq_len steps,
@@ -85,15 +86,22 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     optimizer: "adam" (lr 1e-3), "sgd" (lr 0.1, momentum 0.9) or an Optimizer.
     clip_norm: clip the gradients to this global L2 norm (None: never).
     validation: (X, Y) or (X, Y, mask), evaluated after each epoch.
-    callbacks: objects with on_step(StepInfo) and/or on_epoch_end(epoch, history)
-    methods; on_epoch_end returning True stops training.
+    mask: every row must keep a step (a row that keeps none trains nothing), and a
+    validation mask at least one; a window that keeps no step makes no update.
+    callbacks: objects with any of on_train_begin(model, optimizer, history),
+    on_step(StepInfo), on_epoch_end(epoch, history) (True stops training) and
+    on_train_end(history): fastlstm.callbacks has learning-rate schedules and
+    early stopping.
     checkpoint: a path saved (atomically) after every epoch, with the optimizer
     state; resume=True continues from it when it exists, to `epochs` in total.
     on_nan: "raise" stops with TrainingDiverged at a NaN/inf loss or gradient,
     "skip" leaves that update out and goes on.
     """
+    to_save = model
+    model = model if isinstance(model, Model) else getattr(model, "model", None)
     if not isinstance(model, Model):
-        raise TypeError(f"model: expected a fastlstm Model, got {type(model).__name__}")
+        raise TypeError(f"model: expected a fastlstm Model (or a CharLM), got "
+                        f"{type(to_save).__name__}")
     _positive("epochs", epochs)
     _positive("batch_size", batch_size)
     if seq_len is not None:
@@ -101,17 +109,25 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     if on_nan not in ("raise", "skip"):
         raise ValueError(f"on_nan: expected 'raise' or 'skip', got {on_nan!r}")
     data = _prepare(model, X, Y, mask, "X")
+    if data[2] is not None and not data[2].any(axis=0).all():
+        empty = np.flatnonzero(~data[2].any(axis=0))
+        raise ValueError(f"mask: {len(empty)} rows keep no step (rows "
+                         f"{', '.join(map(str, empty[:5]))}{', ...' if len(empty) > 5 else ''}"
+                         "): they would train nothing; leave them out")
     val = None
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
             raise TypeError("validation: expected (X, Y) or (X, Y, mask)")
         vx, vy, *vmask = validation
         val = _prepare(model, vx, vy, vmask[0] if vmask else None, "validation X")
+        if val[2] is not None and not val[2].any():
+            raise ValueError("validation mask: keeps no step, so there is no loss to "
+                             "measure")
     opt = make_optimizer(optimizer, lr, backend=model.backend)
     callbacks = list(callbacks or [])
     history, start = History(), 0
     if resume and checkpoint is not None and os.path.exists(checkpoint):
-        history, start = _resume(model, opt, checkpoint)
+        history, start = _resume(to_save, model, opt, checkpoint)
 
     N, T = data[0].shape[1], data[0].shape[0]
     S = T if seq_len is None else min(seq_len, T)
@@ -120,6 +136,9 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
                disable=not progress, unit="step", dynamic_ncols=True)
     run = _Run(model, opt, clip_norm, on_nan, callbacks, bar, checkpoint,
                step=start * steps_per_epoch)
+    for cb in callbacks:
+        if hasattr(cb, "on_train_begin"):
+            cb.on_train_begin(model, opt, history)
     # Overflow shows as a NaN/inf loss or gradient norm, which the guard reports.
     # Every heavy part of a step runs on the kernels' threads; BLAS stays on one
     # thread throughout, so that no pool of its own spins beside them.
@@ -132,10 +151,17 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
             wall = time.perf_counter() - t_start
             _record(history, model, epoch, loss, tokens, wall, val, batch_size, S)
             if checkpoint is not None:
-                save(model, checkpoint, _train_state(opt, history, epoch, seed))
-            if any(cb.on_epoch_end(epoch, history) for cb in callbacks
-                   if hasattr(cb, "on_epoch_end")):
+                save(to_save, checkpoint, _train_state(opt, history, epoch, seed))
+            # every callback sees the epoch, whichever asks to stop
+            if any([cb.on_epoch_end(epoch, history) for cb in callbacks
+                    if hasattr(cb, "on_epoch_end")]):
                 break
+    ends = [cb for cb in callbacks if hasattr(cb, "on_train_end")]
+    for cb in ends:
+        cb.on_train_end(history)
+    if ends and checkpoint is not None and history.epoch:
+        # what they did to the model (early stopping's best weights) is kept too
+        save(to_save, checkpoint, _train_state(opt, history, history.epoch[-1], seed))
     return history
 
 
@@ -157,6 +183,11 @@ class _Run:
         total, count = 0.0, 0
         t_start = time.perf_counter()
         for loss, n_kept in windows:
+            if n_kept == 0:
+                # nothing to learn from; the state still went through the window
+                self.step += 1
+                self.bar.update(1)
+                continue
             grad_norm = clip_grads(self.model.grads, self.clip_norm,
                                    backend=self.model.backend)
             if math.isfinite(loss) and math.isfinite(grad_norm):
@@ -225,7 +256,6 @@ def _windows(data, order, batch_size, S, model, train):
     carried: yields (loss, kept steps) after loss_and_grads (train) or evaluate."""
     X, Y, mask = data
     T = X.shape[0]
-    run = model.loss_and_grads if train else model.evaluate
     for b0 in range(0, len(order), batch_size):
         rows = order[b0:b0 + batch_size]
         xb, yb = X[:, rows], Y[:, rows]
@@ -234,8 +264,11 @@ def _windows(data, order, batch_size, S, model, train):
         for t0 in range(0, T, S):
             m = None if mb is None else mb[t0:t0 + S]
             yw = yb[t0:t0 + S]
+            kept = yw.shape[0] * yw.shape[1] if m is None else int(np.count_nonzero(m))
+            # a window that keeps no step only carries the state on
+            run = model.loss_and_grads if train and kept else model.evaluate
             loss, state = run(xb[t0:t0 + S], yw, m, state)
-            yield loss, yw.shape[0] * yw.shape[1] if m is None else int(np.count_nonzero(m))
+            yield loss, kept
 
 
 def evaluate(model, data, batch_size, S):
@@ -269,8 +302,13 @@ def _train_state(opt, history, epoch, seed):
                 optim=opt.state)
 
 
-def _resume(model, opt, path):
+def _resume(to_save, model, opt, path):
     saved, state = load_checkpoint(path, backend=model.backend)
+    if to_save is not model and (
+            getattr(saved, "checkpoint_kind", None) != to_save.checkpoint_kind
+            or saved.checkpoint_extra() != to_save.checkpoint_extra()):
+        raise ValueError(f"{path}: holds another {type(saved).__name__} than this "
+                         f"{type(to_save).__name__} (its vocabulary or scaling differ)")
     saved = getattr(saved, "model", saved)
     if state is None:
         raise ValueError(f"{path}: holds no training state to resume from")

@@ -42,7 +42,7 @@ def test_the_format_is_as_documented(tmp_path):
     fastlstm.save(model, tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz", allow_pickle=False) as f:
         meta = json.loads(str(f["meta"]))
-        assert meta["format"] == "fastlstm" and meta["version"] == 1
+        assert meta["format"] == "fastlstm" and meta["version"] == 2
         assert [l["type"] for l in meta["model"]["layers"]] == ["LSTM", "Dense"]
         assert sorted(f.files) == sorted(["meta"] + [f"param/{k}" for k in model.params])
 
@@ -107,3 +107,54 @@ def test_corrupt_foreign_and_future_files_give_clear_errors(tmp_path):
             fastlstm.load(tmp_path / f"{name}.npz")
     with pytest.raises(FileNotFoundError):
         fastlstm.load(tmp_path / "missing.npz")
+
+
+def test_charlm_fit_checkpoints_the_charlm_and_resumes(tmp_path):
+    """The checkpoint that fit writes holds the vocabulary: it loads as a CharLM,
+    and resuming from it goes on where the run stopped."""
+    text = "abc cab bac " * 20
+    path = tmp_path / "lm.npz"
+    straight = fastlstm.CharLM.create(text, hidden_size=6, embed_size=3, seed=3)
+    straight.fit(text, epochs=3, batch_size=2, seq_len=8, progress=False)
+    first = fastlstm.CharLM.create(text, hidden_size=6, embed_size=3, seed=3)
+    first.fit(text, epochs=2, batch_size=2, seq_len=8, checkpoint=path, progress=False)
+    loaded = fastlstm.load(path)
+    assert isinstance(loaded, fastlstm.CharLM) and loaded.vocab.chars == first.vocab.chars
+    resumed = fastlstm.CharLM.create(text, hidden_size=6, embed_size=3, seed=4)
+    h = resumed.fit(text, epochs=3, batch_size=2, seq_len=8, checkpoint=path, resume=True,
+                    progress=False)
+    assert h.epoch == [1, 2, 3]
+    for k, w in straight.model.params.items():
+        np.testing.assert_array_equal(resumed.model.params[k], w, err_msg=k)
+    other = fastlstm.CharLM.create("xyz " * 40, hidden_size=6, embed_size=3, seed=3)
+    with pytest.raises(ValueError, match="vocabulary"):
+        other.fit("xyz " * 40, epochs=3, batch_size=2, seq_len=8, checkpoint=path,
+                  resume=True, progress=False)
+
+
+def test_a_version_1_char_model_still_loads(tmp_path):
+    lm = fastlstm.CharLM.create("abc cab\n", hidden_size=4, seed=3)
+    fastlstm.save(lm, tmp_path / "c.npz")
+    with np.load(tmp_path / "c.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta = dict(meta, version=1, vocab=meta.pop("extra")["vocab"])
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "v1.npz", **arrays)
+    loaded = fastlstm.load(tmp_path / "v1.npz")
+    assert isinstance(loaded, fastlstm.CharLM) and loaded.vocab.chars == lm.vocab.chars
+
+
+def test_checkpoints_take_the_umask_mode(tmp_path, python):
+    """Not mkstemp's 0600: the mode any new file gets (a fresh process, so that the
+    umask set there is its own)."""
+    r = python(f"""
+        import os, stat, fastlstm
+        from fastlstm.model import Model
+        for mask in (0o022, 0o077, 0o002):
+            os.umask(mask)
+            path = os.path.join({str(tmp_path)!r}, f"m{{mask:o}}.npz")
+            fastlstm.save(Model.for_series(1, hidden_size=2), path)
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask, oct(mask)
+    """)
+    assert r.returncode == 0, r.stderr

@@ -1,4 +1,5 @@
 """The character model: vocabulary, learning the seed example, completion."""
+import numpy as np
 import pytest
 
 from fastlstm import CharLM, Vocab
@@ -36,3 +37,49 @@ def test_complete_and_generate(name_model):
     assert name_model.generate("na", 8, temperature=0) == "name name "
     a, b = (name_model.generate("", 30, temperature=1.0, seed=5) for _ in range(2))
     assert a == b and len(a) == 30
+
+
+class TableModel:
+    """Stands in for a CharLM's model: the next character's probabilities after
+    each continuation, from a table (what complete() sees of a model)."""
+
+    def __init__(self, vocab, table):
+        self.vocab, self.table = vocab, table
+
+    def logp(self, word):
+        p = self.table.get(word, {" ": 1.0})
+        return np.log(np.array([p.get(c, 1e-12) for c in self.vocab.chars]))
+
+    def stepper(self, batch_size, state):
+        model = self
+
+        class Stepper:
+            words = [""] * batch_size
+
+            def select(self, rows):
+                self.words = [self.words[r] for r in rows]
+
+            def step(self, ids):
+                self.words = [w + model.vocab.chars[k] for w, k in zip(self.words, ids)]
+                return np.stack([model.logp(w) for w in self.words])
+        return Stepper()
+
+
+def test_complete_sums_every_way_a_word_can_end(monkeypatch):
+    """"a" ends with ' ' or '.' (0.25 each) and goes on to "ab" with 0.5; "ab" ends
+    with ' ' at 0.9. Whole words: "a" 0.7 * 0.5 = 0.35, "ab" 0.7 * 0.5 * 0.95 =
+    0.3325, "" 0.2: "a" wins. Scored by its best single ending, "a" had 0.175
+    against "ab"'s 0.315, and lost."""
+    lm = CharLM.create("ab .", hidden_size=2, seed=0)
+    table = {"": {"a": 0.7, "b": 0.1, " ": 0.1, ".": 0.1},
+             "a": {"b": 0.5, " ": 0.25, ".": 0.25},
+             "b": {" ": 0.5, ".": 0.5},
+             "ab": {" ": 0.9, ".": 0.05, "a": 0.05}}
+    fake = TableModel(lm.vocab, table)
+    monkeypatch.setattr(lm, "model", fake)
+    state = ((np.zeros((1, 1, 1)),),)   # one layer's h: what complete() passes on
+    monkeypatch.setattr(lm, "_read_after",
+                        lambda contexts, prefix: (np.zeros(1), fake.logp("")[None], state))
+    assert lm.complete("x") == "a"
+    table["a"] = {"b": 0.9, " ": 0.05, ".": 0.05}   # now "ab" (0.7*0.9*0.95) wins
+    assert lm.complete("x") == "ab"
