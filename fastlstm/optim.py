@@ -46,13 +46,19 @@ def clip_grads(grads, max_norm, *, backend="auto"):
 
 
 class Optimizer:
-    """backend: the kernels the updates run on (fastlstm.train gives an optimizer it
-    makes from a name the model's backend)."""
+    """lr: the learning rate (a schedule may change it between epochs:
+    fastlstm.callbacks). weight_decay: decoupled weight decay, each step taking
+    lr * weight_decay of every parameter off before the update (AdamW; Loshchilov
+    & Hutter, 2019), biases included. backend: the kernels the updates run on
+    (fastlstm.train gives an optimizer it makes from a name the model's backend)."""
 
-    def __init__(self, lr, backend="auto"):
+    def __init__(self, lr, weight_decay=0.0, backend="auto"):
         if not lr > 0:
             raise ValueError(f"lr: expected > 0, got {lr!r}")
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay: expected >= 0, got {weight_decay!r}")
         self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
         self.backend = backend
         self.state = {}
 
@@ -67,10 +73,10 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """v = momentum*v + g;  p -= lr*v  (momentum=0: plain SGD)."""
+    """p *= 1 - lr*weight_decay;  v = momentum*v + g;  p -= lr*v  (momentum=0: plain SGD)."""
 
-    def __init__(self, lr=0.1, momentum=0.9, backend="auto"):
-        super().__init__(lr, backend)
+    def __init__(self, lr=0.1, momentum=0.9, weight_decay=0.0, backend="auto"):
+        super().__init__(lr, weight_decay, backend)
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum: expected in [0, 1), got {momentum!r}")
         self.momentum = float(momentum)
@@ -80,14 +86,16 @@ class SGD(Optimizer):
         for key, p in params.items():
             v = self._slot("v", key, p).reshape(-1) if self.momentum else None
             kernels.sgd_update(_flat(p, key), _flat(grads[key], f"grads[{key!r}]", p), v,
-                               self.lr, self.momentum)
+                               self.lr, self.momentum, self.lr * self.weight_decay)
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba, 2015) with bias-corrected moments."""
+    """Adam (Kingma & Ba, 2015) with bias-corrected moments; with weight_decay,
+    AdamW."""
 
-    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, backend="auto"):
-        super().__init__(lr, backend)
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                 backend="auto"):
+        super().__init__(lr, weight_decay, backend)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def step(self, params, grads):
@@ -99,7 +107,7 @@ class Adam(Optimizer):
             m, v = self._slot("m", key, p), self._slot("v", key, p)
             kernels.adam_update(_flat(p, key), _flat(grads[key], f"grads[{key!r}]", p),
                                 m.reshape(-1), v.reshape(-1), lr_t, self.beta1, self.beta2,
-                                self.eps)
+                                self.eps, self.lr * self.weight_decay)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

@@ -299,10 +299,13 @@ def sum_squares(a):
     return float(a @ a)
 
 
-def adam_update(p, g, m, v, lr_t, beta1, beta2, eps):
-    """Adam on p (n,) from g, in place: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
-    p -= lr_t m / (sqrt(v) + eps), the step taken in float64; lr_t is the learning
-    rate with Adam's bias corrections."""
+def adam_update(p, g, m, v, lr_t, beta1, beta2, eps, decay=0.0):
+    """Adam on p (n,) from g, in place: p *= 1 - decay (decoupled weight decay, AdamW);
+    m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr_t m / (sqrt(v) + eps),
+    the step taken in float64; lr_t is the learning rate with Adam's bias
+    corrections, decay the learning rate times the weight decay."""
+    if decay:
+        p *= 1 - decay
     m *= beta1
     m += (1 - beta1) * g
     v *= beta2
@@ -310,9 +313,11 @@ def adam_update(p, g, m, v, lr_t, beta1, beta2, eps):
     p -= (np.float64(lr_t) * m / (np.sqrt(v) + eps)).astype(p.dtype)
 
 
-def sgd_update(p, g, v, lr, momentum):
-    """SGD on p (n,) from g, in place: v = momentum v + g; p -= lr v. v is None
-    without momentum (p -= lr g)."""
+def sgd_update(p, g, v, lr, momentum, decay=0.0):
+    """SGD on p (n,) from g, in place: p *= 1 - decay (decoupled weight decay);
+    v = momentum v + g; p -= lr v. v is None without momentum (p -= lr g)."""
+    if decay:
+        p *= 1 - decay
     if v is not None:
         v *= momentum
         v += g

@@ -190,13 +190,13 @@ def sum_squares(a):
     return step.sum_squares(a, step.parts(a.size, a.size, _threads()))
 
 
-def adam_update(p, g, m, v, lr_t, beta1, beta2, eps):
-    step.adam_update(p, g, m, v, lr_t, beta1, beta2, eps,
+def adam_update(p, g, m, v, lr_t, beta1, beta2, eps, decay=0.0):
+    step.adam_update(p, g, m, v, lr_t, beta1, beta2, eps, decay,
                      step.parts(p.size, p.size, _threads()))
 
 
-def sgd_update(p, g, v, lr, momentum):
-    step.sgd_update(p, g, v if v is not None else np.zeros(0, p.dtype), lr, momentum,
+def sgd_update(p, g, v, lr, momentum, decay=0.0):
+    step.sgd_update(p, g, v if v is not None else np.zeros(0, p.dtype), lr, momentum, decay,
                     step.parts(p.size, p.size, _threads()))
 
 

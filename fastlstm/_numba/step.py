@@ -115,26 +115,30 @@ def sum_squares(a, P):
 
 
 @njit(parallel=True, **JIT)
-def adam_update(p, g, m, v, lr_t, beta1, beta2, eps, P):
+def adam_update(p, g, m, v, lr_t, beta1, beta2, eps, decay, P):
     n = p.shape[0]
     one = np.ones(1, dtype=p.dtype)[0]
     b1, b2 = one * beta1, one * beta2
-    c1, c2, e = one * (1 - beta1), one * (1 - beta2), one * eps
+    c1, c2, e, keep = one * (1 - beta1), one * (1 - beta2), one * eps, one * (1 - decay)
     for q in prange(P):
         for k in range(span_lo(n, P, q), span_lo(n, P, q + 1)):
+            if decay != 0:
+                p[k] *= keep
             m[k] = b1 * m[k] + c1 * g[k]
             v[k] = b2 * v[k] + c2 * (g[k] * g[k])
             p[k] -= lr_t * m[k] / (np.sqrt(v[k]) + e)
 
 
 @njit(parallel=True, **JIT)
-def sgd_update(p, g, v, lr, momentum, P):
+def sgd_update(p, g, v, lr, momentum, decay, P):
     """v has n entries, or none without momentum."""
     n = p.shape[0]
     one = np.ones(1, dtype=p.dtype)[0]
-    mu, step = one * momentum, one * lr
+    mu, step, keep = one * momentum, one * lr, one * (1 - decay)
     for q in prange(P):
         for k in range(span_lo(n, P, q), span_lo(n, P, q + 1)):
+            if decay != 0:
+                p[k] *= keep
             if v.shape[0]:
                 v[k] = mu * v[k] + g[k]
                 p[k] -= step * v[k]
