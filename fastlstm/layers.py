@@ -207,12 +207,16 @@ class Recurrent(Layer):
         """x (T, B, input_size) -> y (T, B, H), the final state, backprop.
 
         backprop(dy, dstate=None) takes dL/dy (T, B, H) and optionally dL/d(final
-        state); it returns dL/dx and dL/d(initial state).
+        state); it returns dL/dx and dL/d(initial state). It reads a copy of x, so
+        writing into x in between changes nothing.
         """
+        given = x
         x = _features(x, self.dtype, self.input_size, f"{type(self).__name__} input")
+        if x is given:
+            x = x.copy()
         if not ops.all_finite(x):
             raise ValueError(f"{type(self).__name__} input: contains NaN or inf")
-        state = self._check_state(state, x.shape[1])
+        state = tuple(np.array(s) for s in self._check_state(state, x.shape[1]))
         if not all(ops.all_finite(s) for s in state):
             raise ValueError("state: contains NaN or inf")
         return self._forward(x, state)

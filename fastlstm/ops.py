@@ -3,7 +3,9 @@
 Each function checks shapes, dtypes and finiteness, copies non-contiguous input,
 fills in zeros for the optional arguments, picks a backend and calls it. A compiled
 kernel never sees an array this module has not checked. A forward with cache=False
-(inference) keeps only what the next step needs and returns None for the cache.
+(inference) keeps only what the next step needs and returns None for the cache. A
+cache holds copies of the caller's inputs, so that the backward pass is true to
+the forward one even where the caller writes into them in between.
 
 Shapes: x (T, B, I); Wx (I, G*H); Wh (H, G*H); b (G*H,); h0, c0 (B, H);
 y, dy (T, B, H); G = 1 (RNN), 4 (LSTM), 3 (GRU). One dtype per call: float32 or
@@ -103,6 +105,12 @@ def _cache(cache, cell, keys):
     return (T, B, I, H), x.dtype
 
 
+def _kept(pairs):
+    """The arrays a cache holds: each checked array, copied where it is the caller's
+    own (given) rather than one the checks made."""
+    return [a.copy() if a is given else a for a, given in pairs]
+
+
 def _grads(T, B, H, dtype, dy, **final):
     dy = _array("dy", dy, (T, B, H), dtype, "(T, B, H)", optional=True)
     return [dy] + [_array(k, v, (B, H), dtype, "(B, H)", optional=True)
@@ -111,9 +119,12 @@ def _grads(T, B, H, dtype, dy, **final):
 
 def rnn_forward(x, Wx, Wh, b, h0=None, *, backend="auto", cache=True):
     """tanh RNN over a sequence.  Returns y (T, B, H), hT (B, H), cache."""
+    given = (x, Wx, Wh, h0)
     x, Wx, Wh, (T, B, I, H) = _inputs(1, x, Wx, Wh)
     b = _array("b", b, (H,), x.dtype, "(H,)")
     h0 = _array("h0", h0, (B, H), x.dtype, "(B, H)", optional=True)
+    if cache:
+        x, Wx, Wh, h0 = _kept(zip((x, Wx, Wh, h0), given))
     return get_backend(backend).rnn_forward(x, Wx, Wh, b, h0, cache=bool(cache))
 
 
@@ -129,10 +140,13 @@ def rnn_backward(cache, dy=None, dhT=None, *, backend="auto"):
 
 def lstm_forward(x, Wx, Wh, b, h0=None, c0=None, *, backend="auto", cache=True):
     """LSTM (gates i, f, g, o) over a sequence.  Returns y (T, B, H), hT, cT (B, H), cache."""
+    given = (x, Wx, Wh, h0, c0)
     x, Wx, Wh, (T, B, I, H) = _inputs(4, x, Wx, Wh)
     b = _array("b", b, (4 * H,), x.dtype, "(4H,)")
     h0 = _array("h0", h0, (B, H), x.dtype, "(B, H)", optional=True)
     c0 = _array("c0", c0, (B, H), x.dtype, "(B, H)", optional=True)
+    if cache:
+        x, Wx, Wh, h0, c0 = _kept(zip((x, Wx, Wh, h0, c0), given))
     return get_backend(backend).lstm_forward(x, Wx, Wh, b, h0, c0, cache=bool(cache))
 
 
@@ -152,10 +166,13 @@ def gru_forward(x, Wx, Wh, bx, bh, h0=None, *, backend="auto", cache=True):
 
     Returns y (T, B, H), hT (B, H), cache.
     """
+    given = (x, Wx, Wh, h0)
     x, Wx, Wh, (T, B, I, H) = _inputs(3, x, Wx, Wh)
     bx = _array("bx", bx, (3 * H,), x.dtype, "(3H,)")
     bh = _array("bh", bh, (3 * H,), x.dtype, "(3H,)")
     h0 = _array("h0", h0, (B, H), x.dtype, "(B, H)", optional=True)
+    if cache:
+        x, Wx, Wh, h0 = _kept(zip((x, Wx, Wh, h0), given))
     return get_backend(backend).gru_forward(x, Wx, Wh, bx, bh, h0, cache=bool(cache))
 
 

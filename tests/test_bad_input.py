@@ -117,3 +117,40 @@ def test_finite_check_agrees_with_numpy(dtype, n, n_threads):
                 a[where] = value
                 assert ops.all_finite(a) == bool(np.isfinite(a).all()), (where, value)
             assert ops.all_finite(rng.standard_normal(n).astype(dtype))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_the_backward_is_true_to_the_forward_when_the_caller_writes_its_inputs(backend, cell):
+    """The caller writes into x, the weights and the initial state between forward
+    and backward: the gradients are still those of the forward that ran."""
+    p, g = problem(cell, 3, 2, 4, 5)
+    forward = getattr(ops, f"{cell}_forward")
+    backward = getattr(ops, f"{cell}_backward")
+    want = backward(forward(**{k: v.copy() for k, v in p.items()}, backend=backend)[-1], **g,
+                    backend=backend)
+    cache = forward(**p, backend=backend)[-1]
+    for v in p.values():
+        v[...] = 7.0
+    got = backward(cache, **g, backend=backend)
+    for w, a in zip(want, got):
+        np.testing.assert_array_equal(a, w)
+
+
+def test_a_layer_backward_is_true_to_its_forward_when_the_caller_writes_its_inputs():
+    layer = fastlstm.LSTM(3, 4, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    state = tuple(np.random.default_rng(1).standard_normal((1, 2, 4)) for _ in range(2))
+    dy = np.ones((5, 2, 4))
+    want = layer.forward(x.copy(), tuple(s.copy() for s in state))[2](dy)
+    want_grads = {k: g.copy() for k, g in layer.grads.items()}
+    _, _, backprop = layer.forward(x, state)
+    x[...] = 9.0
+    for s in state:
+        s[...] = 9.0
+    got = backprop(dy)
+    np.testing.assert_array_equal(got[0], want[0])
+    for k, g in layer.grads.items():
+        np.testing.assert_array_equal(g, want_grads[k], err_msg=k)
+    for a, w in zip(got[1], want[1]):
+        np.testing.assert_array_equal(a, w)
