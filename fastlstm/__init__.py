@@ -13,10 +13,11 @@ from .io import load, save
 from .layers import GRU, LSTM, RNN, Dense, Embedding
 from .model import Model
 from .optim import SGD, Adam, clip_grads
+from .series import Forecaster
 from .text import CharLM, Vocab
 from .train import History, StepInfo, TrainingDiverged, train
 
 __all__ = ["__version__", "ops", "data", "diagnostics", "losses", "available_backends", "get_num_threads",
            "set_num_threads", "threads", "release_memory", "Embedding", "Dense", "RNN", "LSTM", "GRU",
            "Model", "SGD", "Adam", "clip_grads", "train", "History", "StepInfo",
-           "TrainingDiverged", "save", "load", "CharLM", "Vocab"]
+           "TrainingDiverged", "save", "load", "CharLM", "Vocab", "Forecaster"]

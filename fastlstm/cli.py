@@ -1,10 +1,13 @@
-"""The `fastlstm` command: train | complete | generate | series.
+"""The `fastlstm` command: train | complete | generate | series | forecast.
 
 Bad arguments, unreadable files and bad checkpoints end with one line on stderr
-and exit code 2; a diverged training run with exit code 1.
+and exit code 2, found before any training where they can be; a diverged
+training run ends with exit code 1, Ctrl-C with 130. Training saves the model to
+--out after every epoch, and --resume goes on from there.
 """
 import argparse
 import collections
+import json
 import os
 import sys
 
@@ -14,12 +17,15 @@ from . import data
 from ._version import __version__
 from ._threads import get_num_threads, set_num_threads
 from .backends import NAMES, get_backend
-from .io import load, save
-from .model import CELLS, Model
+from .io import load, load_checkpoint
+from .model import CELLS
+from .optim import Adam
+from .series import Forecaster
 from .text import CharLM, is_word_char
-from .train import TrainingDiverged, train
+from .train import TrainingDiverged
 
-REQUESTED_PREFIXES = ("tri", "na")
+# The built-in corpus's frequent words, by their beginnings.
+REQUESTED_PREFIXES = ("tri", "na", "squ", "cir", "thr", "eve")
 
 
 class UsageError(Exception):
@@ -43,6 +49,16 @@ def _positive(kind):
     return parse
 
 
+def _nonnegative(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def _training_options(p, hidden, epochs, seq_len, batch_size, lr, out):
     p.add_argument("--cell", choices=sorted(CELLS), default="lstm")
     p.add_argument("--hidden", type=_positive(int), default=hidden, help="hidden units")
@@ -52,12 +68,17 @@ def _training_options(p, hidden, epochs, seq_len, batch_size, lr, out):
                    help="truncated BPTT window (steps)")
     p.add_argument("--batch-size", type=_positive(int), default=batch_size)
     p.add_argument("--lr", type=_positive(float), default=lr, help="Adam's learning rate")
+    p.add_argument("--weight-decay", type=_nonnegative, default=0.0,
+                   help="decoupled weight decay (AdamW)")
     p.add_argument("--clip", type=_positive(float), default=5.0,
                    help="clip gradients to this global L2 norm")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=("auto",) + NAMES, default="auto")
     p.add_argument("--threads", type=_positive(int), help="threads (default: all cores)")
-    p.add_argument("--out", default=out, help=f"where to save the model (default: {out})")
+    p.add_argument("--out", default=out, help="where to save the model, after every "
+                   f"epoch (default: {out})")
+    p.add_argument("--resume", action="store_true",
+                   help="go on from the model saved at --out, to --epochs in all")
     p.add_argument("--plot", metavar="PNG", help="save the loss curve (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -65,14 +86,14 @@ def _training_options(p, hidden, epochs, seq_len, batch_size, lr, out):
 def parser():
     p = _Parser(prog="fastlstm", description="Train recurrent networks fast on CPUs.")
     p.add_argument("--version", action="version", version=f"fastlstm {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{train,complete,generate,series}")
+    sub = p.add_subparsers(dest="command", metavar="{train,complete,generate,series,forecast}")
 
     t = sub.add_parser("train", help="train a character-level model on text",
                        description="Train a character-level language model on the built-in "
                        "English corpus (or --text FILE), show completions, save it.")
     t.add_argument("--text", metavar="FILE", help="train on this UTF-8 text file instead")
     t.add_argument("--embed", type=_positive(int), default=32, help="embedding size")
-    _training_options(t, hidden=128, epochs=80, seq_len=64, batch_size=32, lr=0.01,
+    _training_options(t, hidden=256, epochs=70, seq_len=64, batch_size=32, lr=0.01,
                       out="fastlstm-chars.npz")
 
     c = sub.add_parser("complete", help="complete words with a trained model")
@@ -87,13 +108,27 @@ def parser():
     g.add_argument("--temperature", type=float, default=0.7)
     g.add_argument("--seed", type=int)
 
-    s = sub.add_parser("series", help="predict the next value of a price-like series",
-                       description="Train on a synthetic price series (random walk plus a "
-                       "season, from --seed) to predict the next value; compare with the "
-                       "naive last-value forecast on the last 20%%.")
-    s.add_argument("--length", type=_positive(int), default=5000, help="series length")
+    s = sub.add_parser("series", help="predict the next value of a series",
+                       description="Train on a series of values (a column of a CSV file, "
+                       "or a synthetic price series: a random walk plus a season, from "
+                       "--seed) to predict the next value; compare with the naive "
+                       "last-value forecast on the last 20%%.")
+    s.add_argument("--csv", metavar="FILE", help="read the series from this CSV file "
+                   "(a header row naming the columns)")
+    s.add_argument("--column", help="the CSV column to read (with --csv)")
+    s.add_argument("--length", type=_positive(int), default=5000,
+                   help="length of the synthetic series (without --csv)")
+    s.add_argument("--metrics", metavar="JSON", help="write the test report here")
     _training_options(s, hidden=32, epochs=30, seq_len=50, batch_size=16, lr=0.01,
                       out="fastlstm-series.npz")
+
+    f = sub.add_parser("forecast", help="the next values of a series, from a model "
+                       "saved by `fastlstm series`")
+    f.add_argument("--model", required=True, help="a model saved by `fastlstm series`")
+    f.add_argument("--csv", metavar="FILE", required=True,
+                   help="the series so far (a CSV file with a header row)")
+    f.add_argument("--column", required=True, help="the CSV column to read")
+    f.add_argument("--steps", type=_positive(int), default=1, help="values to forecast")
     return p
 
 
@@ -114,6 +149,9 @@ def main(argv=None):
     except TrainingDiverged as exc:
         print(f"fastlstm: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        print(f"fastlstm: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("fastlstm: interrupted", file=sys.stderr)
         return 130
@@ -125,16 +163,76 @@ def _one_line(exc):
     return " ".join(str(exc).split())
 
 
+def _writable_file(option, path):
+    """A UsageError unless path can be written: its folder exists and is writable,
+    and it is not a folder itself."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path}: is a folder, expected a file name")
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path)
+                                          and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option} {path}: cannot write there")
+
+
 def _setup(args):
-    """Checks that need no training, done before any: backend, threads, plot."""
+    """Checks that need no training, done before any: backend, threads, the files
+    to write, the plot. Returns the line that says where training runs."""
     if args.threads is not None:
         set_num_threads(args.threads)
+    where = f"backend {get_backend(args.backend).name}, {get_num_threads()} threads"
+    _writable_file("--out", args.out)
     if args.plot:
+        _writable_file("--plot", args.plot)
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
-    return f"backend {get_backend(args.backend).name}, {get_num_threads()} threads"
+    if getattr(args, "metrics", None):
+        _writable_file("--metrics", args.metrics)
+    return where
+
+
+def _resumed(args, kind):
+    """With --resume, the line that says from which epoch training goes on, or
+    None; the checkpoint must hold a model of this kind."""
+    if not args.resume:
+        return None
+    if not os.path.exists(args.out):
+        return f"no checkpoint at {args.out} yet: starting from epoch 1"
+    saved, state = load_checkpoint(args.out)
+    if not isinstance(saved, kind):
+        raise UsageError(f"--resume: {args.out} holds a {type(saved).__name__}, not a "
+                         f"{kind.__name__}")
+    if state is None:
+        raise UsageError(f"--resume: {args.out} holds no training state to go on from")
+    done = int(state["meta"]["epoch"])
+    if done >= args.epochs:
+        return f"resuming from {args.out}: its {done} epochs reach --epochs {args.epochs}"
+    return f"resuming from {args.out} after epoch {done} of {args.epochs}"
+
+
+def _train_kwargs(args):
+    return dict(epochs=args.epochs, batch_size=args.batch_size, seq_len=args.seq_len,
+                optimizer=Adam(lr=args.lr, weight_decay=args.weight_decay,
+                               backend=args.backend),
+                clip_norm=args.clip, seed=args.seed, progress=not args.quiet,
+                checkpoint=args.out, resume=args.resume)
+
+
+def _fit(args, thing, values):
+    """thing.fit(values, ...) from the command's options; Ctrl-C stops it with the
+    last finished epoch kept at --out."""
+    try:
+        return thing.fit(values, **_train_kwargs(args))
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; {args.out} holds the last finished epoch "
+                          "(--resume goes on from it)") from None
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training: one line, exit code 130."""
 
 
 def _describe(args):
@@ -150,25 +248,27 @@ def cmd_train(args):
         with open(args.text, encoding="utf-8") as f:
             text = f.read()
         source = args.text
-    if len(text) < 2:
-        raise UsageError(f"{source}: needs at least 2 characters of text")
+    if len(text) < args.seq_len + 1:
+        raise UsageError(f"{source}: has {len(text)} characters; one training window "
+                         f"needs --seq-len + 1 = {args.seq_len + 1}")
+    resumed = _resumed(args, CharLM)
     lm = CharLM.create(text, cell=args.cell, hidden_size=args.hidden, num_layers=args.layers,
                        embed_size=args.embed, seed=args.seed, backend=args.backend)
     print(f"fastlstm train: character-level {_describe(args)} on {source}: "
           f"{len(text):,} characters, {len(lm.vocab)} symbols; {where}", flush=True)
-    history = lm.fit(text, epochs=args.epochs, batch_size=args.batch_size,
-                     seq_len=args.seq_len, lr=args.lr, clip_norm=args.clip, seed=args.seed,
-                     progress=not args.quiet)
+    if resumed:
+        print(resumed, flush=True)
+    history = _fit(args, lm, text)
     print("\nloss (cross-entropy, nats per character):")
     print(_indent(history.summary()))
     total = sum(history.wall_time)
-    print(f"  {total:.1f} s in all, {history.tokens_per_s[-1]:,.0f} characters/s in the "
-          "last epoch")
+    if history.tokens_per_s:
+        print(f"  {total:.1f} s in all, {history.tokens_per_s[-1]:,.0f} characters/s in "
+              "the last epoch")
     # "tri" and "na" for the built-in corpus, then the beginnings of the text's
     # most frequent words.
     common = _common_prefixes(text)
-    prefixes = (list(REQUESTED_PREFIXES) if args.text is None else []) + common
-    prefixes = list(dict.fromkeys(prefixes))[:5]
+    prefixes = list(REQUESTED_PREFIXES) if args.text is None else common
     print("\ncompletions:")
     for prefix in prefixes:
         try:
@@ -178,7 +278,6 @@ def cmd_train(args):
     print("\nsample:")
     print(_indent(lm.generate("the " if "t" in lm.vocab.chars else "", 200, temperature=0.5,
                               seed=args.seed)))
-    save(lm, args.out)
     _plot(args.plot, history, "characters")
     print(f"\nsaved the model to {os.path.abspath(args.out)}\n"
           f"  try: fastlstm complete tri --model {args.out}")
@@ -186,9 +285,10 @@ def cmd_train(args):
 
 
 def _common_prefixes(text, n=5):
-    """The first three letters of text's most frequent words of 5+ letters."""
+    """The first three letters of text's most frequent words of 5+ letters (not
+    three letters that are a word of the text themselves, as "the" of "there")."""
     words = "".join(c if is_word_char(c) else " " for c in text).split()
-    seen, out = set(), []
+    seen, out = set(words), []
     for w, _ in collections.Counter(w for w in words if len(w) >= 5).most_common():
         if w[:3] not in seen:
             seen.add(w[:3])
@@ -198,60 +298,92 @@ def _common_prefixes(text, n=5):
     return out
 
 
-def _load_charlm(path):
+def _load_kind(path, kind, made_by):
     model = load(path)
-    if not isinstance(model, CharLM):
-        raise UsageError(f"{path}: holds a {type(model).__name__}, not a character model "
-                         "from `fastlstm train`")
+    if not isinstance(model, kind):
+        raise UsageError(f"{path}: holds a {type(model).__name__}, not a "
+                         f"{kind.__name__} from `fastlstm {made_by}`")
     return model
 
 
 def cmd_complete(args):
-    lm = _load_charlm(args.model)
+    lm = _load_kind(args.model, CharLM, "train")
     for prefix in args.prefix:
         print(f"{prefix} -> {prefix + lm.complete(prefix, beam=args.beam)}")
     return 0
 
 
 def cmd_generate(args):
-    lm = _load_charlm(args.model)
+    lm = _load_kind(args.model, CharLM, "train")
     if args.temperature < 0:
         raise UsageError(f"--temperature: expected >= 0, got {args.temperature}")
     print(lm.generate(args.prefix, args.length, temperature=args.temperature, seed=args.seed))
     return 0
 
 
+def _series_values(args):
+    """(values, where they come from) for `series` and `forecast`."""
+    if args.csv is None:
+        if getattr(args, "column", None):
+            raise UsageError("--column: needs --csv")
+        if args.length < 100:
+            raise UsageError(f"--length: expected >= 100, got {args.length}")
+        return (data.price_series(args.length, seed=args.seed),
+                f"a price-like series of {args.length:,} steps (seed {args.seed})")
+    if not args.column:
+        raise UsageError("--csv: needs --column NAME, the column to read")
+    values, missing = data.read_series(args.csv, args.column)
+    if len(values) < 3:
+        raise UsageError(f"{args.csv}: column {args.column!r} has {len(values)} values; "
+                         "expected at least 3")
+    skipped = f", {missing} missing left out" if missing else ""
+    return values, f"{args.csv}, column {args.column!r}: {len(values):,} values{skipped}"
+
+
 def cmd_series(args):
     where = _setup(args)
-    if args.length < 100:
-        raise UsageError(f"--length: expected >= 100, got {args.length}")
-    price = data.price_series(args.length, seed=args.seed)
-    d = np.diff(price)
-    split = int(0.8 * len(d))
-    mu, sd = d[:split].mean(), d[:split].std()
-    z = ((d - mu) / sd)[:, None]
-    X, Y = data.next_step_rows(z[:split], 4 * args.seq_len)
-    model = Model.for_series(1, cell=args.cell, hidden_size=args.hidden,
-                             num_layers=args.layers, seed=args.seed, backend=args.backend)
-    print(f"fastlstm series: {_describe(args)} on a price-like series of {args.length:,} "
-          f"steps (seed {args.seed}), trained on the first 80%; {where}", flush=True)
-    history = train(model, X, Y, epochs=args.epochs, batch_size=args.batch_size,
-                    seq_len=args.seq_len, lr=args.lr, clip_norm=args.clip, seed=args.seed,
-                    progress=not args.quiet)
+    values, source = _series_values(args)
+    split = int(0.8 * len(values))
+    if split - 1 < args.seq_len + 1:
+        raise UsageError(f"{source}: its first 80% give {split - 1} steps; one training "
+                         f"window needs --seq-len + 1 = {args.seq_len + 1}")
+    resumed = _resumed(args, Forecaster)
+    fc = Forecaster.create(values[:split], cell=args.cell, hidden_size=args.hidden,
+                           num_layers=args.layers, seed=args.seed, backend=args.backend)
+    print(f"fastlstm series: {_describe(args)} on {source}, trained on the first 80% "
+          f"({'log' if fc.transform == 'log' else 'difference'} steps); {where}",
+          flush=True)
+    if resumed:
+        print(resumed, flush=True)
+    history = _fit(args, fc, values[:split])
     print("\nloss (MSE of standardised steps):")
     print(_indent(history.summary()))
     # The model reads the whole series once, so its state at the test part has
-    # seen everything before; pred[t] forecasts step d[t + 1].
-    pred = model.predict(z[None, :-1])[0, :, 0] * sd + mu
-    err_model = d[split:] - pred[split - 1:]
-    err_naive = d[split:]
-    mse_model, mse_naive = np.mean(err_model ** 2), np.mean(err_naive ** 2)
-    print(f"\nnext-value MSE on the last {len(err_naive):,} steps:")
-    print(f"  model {mse_model:.4f}   naive last value {mse_naive:.4f}   "
-          f"ratio {mse_model / mse_naive:.3f}")
-    save(model, args.out)
+    # seen everything before.
+    forecasts = fc.next_values(values)[split - 2:]
+    actual, naive = values[split:], values[split - 1:-1]
+    report = dict(mse=float(np.mean((actual - forecasts) ** 2)),
+                  naive_mse=float(np.mean((actual - naive) ** 2)), n_test=len(actual),
+                  transform=fc.transform, source=source)
+    report["ratio"] = report["mse"] / report["naive_mse"] if report["naive_mse"] else None
+    ratio = f"{report['ratio']:.3f}" if report["ratio"] is not None else "-"
+    print(f"\nnext-value MSE on the last {len(actual):,} values:")
+    print(f"  model {report['mse']:.6g}   naive last value {report['naive_mse']:.6g}   "
+          f"ratio {ratio}")
+    if args.metrics:
+        with open(args.metrics, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"wrote the report to {os.path.abspath(args.metrics)}")
     _plot(args.plot, history, "steps")
     print(f"\nsaved the model to {os.path.abspath(args.out)}")
+    return 0
+
+
+def cmd_forecast(args):
+    fc = _load_kind(args.model, Forecaster, "series")
+    values, _ = _series_values(args)
+    for value in fc.forecast(values, args.steps):
+        print(f"{value:.6g}")
     return 0
 
 
@@ -279,4 +411,4 @@ def _indent(text):
 
 
 COMMANDS = {"train": cmd_train, "complete": cmd_complete, "generate": cmd_generate,
-            "series": cmd_series}
+            "series": cmd_series, "forecast": cmd_forecast}

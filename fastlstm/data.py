@@ -1,9 +1,14 @@
-"""Data: the built-in corpus, next-step training rows, and generated series."""
+"""Data: the built-in corpus, next-step training rows, series from CSV files, and
+generated series."""
+import csv
 from importlib import resources
 
 import numpy as np
 
-__all__ = ["corpus", "next_step_rows", "price_series", "adding_problem"]
+__all__ = ["corpus", "next_step_rows", "read_series", "price_series", "adding_problem"]
+
+# Cells read as a missing value: skipped, and counted.
+MISSING = {"", "na", "n/a", "nan", "null", "none", "-"}
 
 
 def corpus():
@@ -29,6 +34,40 @@ def next_step_rows(seq, row_len):
     n = N * row_len
     shape = (N, row_len) + seq.shape[1:]
     return seq[:n].reshape(shape), seq[1:n + 1].reshape(shape)
+
+
+def read_series(path, column):
+    """The values of one column of a CSV file with a header row, as float64 (L,).
+
+    Other columns (dates, names) are ignored; empty cells and NA, NaN, null are
+    missing values and are left out. A column that is not there, or a cell that is
+    not a number, is a ValueError naming it. Returns (values, number of missing
+    values left out)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        header = next(rows, None)
+        if header is None:
+            raise ValueError(f"{path}: is empty; expected a header row naming the columns")
+        names = [h.strip() for h in header]
+        if column not in names:
+            raise ValueError(f"{path}: has no column {column!r}; its columns are "
+                             f"{', '.join(repr(n) for n in names)}")
+        k = names.index(column)
+        values, missing = [], 0
+        for line, row in enumerate(rows, start=2):
+            cell = row[k].strip() if k < len(row) else ""
+            if cell.lower() in MISSING:
+                missing += 1
+                continue
+            try:
+                values.append(float(cell))
+            except ValueError:
+                raise ValueError(f"{path}: line {line}, column {column!r}: {cell!r} is "
+                                 "not a number") from None
+            if not np.isfinite(values[-1]):
+                raise ValueError(f"{path}: line {line}, column {column!r}: {cell!r} is "
+                                 "not a finite number")
+    return np.array(values, dtype=np.float64), missing
 
 
 def price_series(n=5000, seed=0, period=20, amplitude=2.0, volatility=0.5):
