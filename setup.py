@@ -60,6 +60,8 @@ extensions = [
 ]
 
 setup(
+    # every extension compiles at once, one per core (pip builds them one by one)
+    options={"build_ext": {"parallel": os.cpu_count() or 1}},
     ext_modules=cythonize(
         extensions,
         include_path=["src_cy"],
