@@ -1,11 +1,12 @@
 """fastlstm: train tanh RNN, LSTM and GRU networks fast on multicore CPUs.
 
 The time loops run in compiled kernels (Cython, Numba); fastlstm.reference holds
-the NumPy specification they are tested against. Layers: ops (the kernels'
-functional API) -> layers, model, losses, optim -> train -> io, text, cli.
+the NumPy specification they are tested against. Layers: backends (reference,
+_cy, _numba) -> ops (the kernels' functional API) -> layers, losses, optim ->
+model -> io -> train, callbacks -> text (CharLM), series (Forecaster) -> cli.
 """
 from ._version import __version__
-from . import data, diagnostics, losses, ops
+from . import callbacks, data, diagnostics, losses, ops
 from ._buffers import release_memory
 from ._threads import get_num_threads, set_num_threads, threads
 from .backends import available_backends
@@ -17,7 +18,7 @@ from .series import Forecaster
 from .text import CharLM, Vocab
 from .train import History, StepInfo, TrainingDiverged, train
 
-__all__ = ["__version__", "ops", "data", "diagnostics", "losses", "available_backends", "get_num_threads",
+__all__ = ["__version__", "ops", "data", "diagnostics", "losses", "callbacks", "available_backends", "get_num_threads",
            "set_num_threads", "threads", "release_memory", "Embedding", "Dense", "RNN", "LSTM", "GRU",
            "Model", "SGD", "Adam", "clip_grads", "train", "History", "StepInfo",
            "TrainingDiverged", "save", "load", "CharLM", "Vocab", "Forecaster"]

@@ -104,6 +104,32 @@ class Model:
     def takes_tokens(self):
         return isinstance(self.layers[0], Embedding)
 
+    @property
+    def n_features(self):
+        """Features a step of the input has (None for a token model)."""
+        first = self.layers[0]
+        return None if self.takes_tokens else getattr(first, "input_size",
+                                                      getattr(first, "in_size", None))
+
+    @property
+    def n_outputs(self):
+        """Outputs a step has: logits for a token model, values for a series model."""
+        last = self.layers[-1]
+        return getattr(last, "out_size", getattr(last, "hidden_size", None))
+
+    def features(self, X, what="X"):
+        """X (N, T, F) as the model's dtype; (N, T) where the model takes one feature
+        (a series of shape (T,) is X[None])."""
+        X = np.asarray(X)
+        if X.ndim == 2 and self.n_features == 1:
+            X = X[..., None]
+        if X.ndim != 3:
+            hint = (" (one series of shape (T,) is X[None, :, None], or X[None] for a "
+                    "model of one feature)" if X.ndim == 1 else "")
+            raise ValueError(f"{what}: expected features of shape (N, T, F), got "
+                             f"{X.shape}{hint}")
+        return X.astype(self.dtype, copy=False)
+
     def zero_state(self, batch_size):
         return tuple(layer.zero_state(batch_size) for layer in self.recurrent)
 
@@ -183,9 +209,9 @@ class Model:
     # -- batch-first use --------------------------------------------------------
 
     def predict(self, X, state=None, return_state=False):
-        """Outputs (N, T, O) for X (N, T) tokens or (N, T, F) features: logits for a
-        token model, values for a series model. With return_state, also the final
-        state, to continue from.
+        """Outputs (N, T, O) for X (N, T) tokens or (N, T, F) features ((N, T) for a
+        model of one feature): logits for a token model, values for a series model.
+        With return_state, also the final state, to continue from.
 
         The model reads X a window of steps at a time, each layer after the other,
         the state carried: it keeps no caches, and nothing of the size of X beside
@@ -193,7 +219,12 @@ class Model:
         layer)."""
         X = np.asarray(X)
         if X.ndim < 2:
-            raise ValueError(f"X: expected shape (N, T) or (N, T, F), got {X.shape}")
+            raise ValueError(f"X: expected shape (N, T) or (N, T, F), got {X.shape}"
+                             + ("" if self.takes_tokens else
+                                " (one series of shape (T,) is X[None, :, None], or "
+                                "X[None] for a model of one feature)"))
+        if not self.takes_tokens:
+            X = self.features(X)
         if X.dtype.kind == "f" and not ops.all_finite(X):
             raise ValueError("X: contains NaN or inf")
         if state is not None and not all(ops.all_finite(s) for layer in state for s in layer):

@@ -225,16 +225,16 @@ def _prepare(model, X, Y, mask, what):
         if X.ndim != 2 or not np.issubdtype(X.dtype, np.integer):
             raise TypeError(f"{what}: expected int tokens of shape (N, T), got "
                             f"{X.dtype} {X.shape}")
-    elif X.ndim != 3:
-        raise ValueError(f"{what}: expected features of shape (N, T, F), got {X.shape}")
     else:
-        X = X.astype(model.dtype, copy=False)
+        X = model.features(X, what)
     if Y.shape[:2] != X.shape[:2]:
         raise ValueError(f"Y: expected (N, T) = {X.shape[:2]} leading like X, got {Y.shape}")
     if model.loss_name == "xent":
         if Y.ndim != 2 or not np.issubdtype(Y.dtype, np.integer):
             raise TypeError(f"Y: expected int targets of shape (N, T), got {Y.dtype} {Y.shape}")
     else:
+        if Y.ndim == 2 and model.n_outputs == 1:
+            Y = Y[..., None]
         if Y.ndim != 3:
             raise ValueError(f"Y: expected targets of shape (N, T, O), got {Y.shape}")
         Y = Y.astype(model.dtype, copy=False)

@@ -209,3 +209,22 @@ def test_every_backend_trains_to_the_same_weights(dtype, tol, optimizer):
             scale = np.abs(weights["numpy"][k]).max()
             np.testing.assert_allclose(w[k], weights["numpy"][k], rtol=tol,
                                        atol=tol * scale, err_msg=f"{backend} {k}")
+
+
+def test_a_series_of_one_feature_needs_no_reshape():
+    """(N, T) in and out where the model takes and gives one feature; a 1-D series
+    gets an error that says how to shape it."""
+    z = np.sin(np.arange(201) / 5.0)
+    X, Y = fastlstm.data.next_step_rows(z, 50)
+    assert X.shape == (4, 50)
+    model = Model.for_series(1, hidden_size=4, seed=0, dtype=np.float64)
+    twin = Model.for_series(1, hidden_size=4, seed=0, dtype=np.float64)
+    fastlstm.train(model, X, Y, epochs=2, batch_size=2, progress=False)
+    fastlstm.train(twin, X[..., None], Y[..., None], epochs=2, batch_size=2, progress=False)
+    for k in model.params:
+        np.testing.assert_array_equal(model.params[k], twin.params[k])
+    np.testing.assert_array_equal(model.predict(z[None]), twin.predict(z[None, :, None]))
+    with pytest.raises(ValueError, match=r"X\[None, :, None\]"):
+        model.predict(z)
+    with pytest.raises(ValueError, match=r"\(N, T, F\)"):
+        fastlstm.train(Model.for_series(2, hidden_size=2), X, Y, progress=False)
