@@ -25,8 +25,9 @@ os.environ.setdefault("FASTLSTM_ADAPTIVE_THREADS", "0")
 
 import fastlstm  # noqa: E402
 from fastlstm import _buffers, ops  # noqa: E402
+from fastlstm.cells import CELLS  # noqa: E402
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+GATES = {name: cell.G for name, cell in CELLS.items()}
 SHAPES = [(1, 128), (16, 256), (64, 256), (64, 512), (256, 512)]
 
 
@@ -35,9 +36,9 @@ def make_inputs(cell, T, B, I, H, dtype, seed=0):
     G = GATES[cell]
     s = 1.0 / np.sqrt(H)
     p = dict(x=rng.standard_normal((T, B, I)), Wx=rng.uniform(-s, s, (I, G * H)),
-             Wh=rng.uniform(-s, s, (H, G * H)), b=rng.uniform(-s, s, G * H),
-             bh=rng.uniform(-s, s, G * H), h0=np.zeros((B, H)), c0=np.zeros((B, H)),
+             Wh=rng.uniform(-s, s, (H, G * H)), h0=np.zeros((B, H)), c0=np.zeros((B, H)),
              dy=rng.standard_normal((T, B, H)))
+    p.update({name: rng.uniform(-s, s, G * H) for name in CELLS[cell].biases})
     return {k: v.astype(dtype) for k, v in p.items()}
 
 
@@ -48,9 +49,7 @@ def fastlstm_calls(cell, backend, p):
     memory = _buffers.fresh_memory if fresh else contextlib.nullcontext
     fwd = getattr(ops, f"{cell}_forward")
     bwd = getattr(ops, f"{cell}_backward")
-    args = {"rnn": ("x", "Wx", "Wh", "b", "h0"), "lstm": ("x", "Wx", "Wh", "b", "h0", "c0"),
-            "gru": ("x", "Wx", "Wh", "b", "bh", "h0")}[cell]
-    fargs = [p[k] for k in args]
+    fargs = [p[k] for k in CELLS[cell].forward_args]
 
     def forward():
         with memory():

@@ -17,10 +17,11 @@ import importlib
 import os
 import types
 
-CELL_FUNCTIONS = ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
-                  "gru_forward", "gru_backward")
-ONE_STEP_FUNCTIONS = ("rnn_step_weights", "rnn_step", "lstm_step_weights", "lstm_step",
-                      "gru_step_weights", "gru_step", "dense_step_weights", "dense_step")
+from .cells import CELLS
+
+CELL_FUNCTIONS = tuple(f"{c}_{f}" for c in CELLS for f in ("forward", "backward"))
+ONE_STEP_FUNCTIONS = tuple(f"{c}_{f}" for c in CELLS for f in ("step_weights", "step")) \
+    + ("dense_step_weights", "dense_step")
 TRAINING_FUNCTIONS = ("dense_forward", "dense_backward", "embedding_backward",
                       "softmax_xent", "mse", "sum_squares", "adam_update", "sgd_update")
 FUNCTIONS = CELL_FUNCTIONS + ONE_STEP_FUNCTIONS + TRAINING_FUNCTIONS

@@ -18,7 +18,7 @@ from ._version import __version__
 from ._threads import get_num_threads, set_num_threads
 from .backends import NAMES, get_backend
 from .io import load, load_checkpoint
-from .model import CELLS
+from .cells import CELLS
 from .optim import Adam
 from .series import Forecaster
 from .text import CharLM, is_word_char

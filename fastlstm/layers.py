@@ -19,8 +19,9 @@ import numpy as np
 
 from . import ops
 from .backends import get_backend
+from .cells import CELLS
 
-__all__ = ["Embedding", "Dense", "RNN", "LSTM", "GRU", "LAYERS"]
+__all__ = ["Embedding", "Dense", "RNN", "LSTM", "GRU", "LAYERS", "RECURRENT"]
 
 
 def _dtype(dtype):
@@ -144,17 +145,30 @@ class Recurrent(Layer):
     """num_layers stacked cells of one kind; layer k feeds its outputs to layer k+1.
 
     Parameters of layer k are named "{k}.Wx", "{k}.Wh", "{k}.b" (RNN, LSTM) or
-    "{k}.bx", "{k}.bh" (GRU), shapes as in DESIGN.md. The state is a tuple of
+    "{k}.bx", "{k}.bh" (GRU), shapes as fastlstm.cells states them. The state is a tuple of
     (num_layers, B, H) arrays: (h,) for the RNN and GRU, (h, c) for the LSTM; None
     means zeros. Initialised as torch.nn.RNN/LSTM/GRU: U(-1/sqrt(H), 1/sqrt(H)),
     except the LSTM's forget-gate bias, which starts at 1 so that the cell keeps
     its memory early in training (Jozefowicz et al., 2015).
     """
 
-    cell = None
-    G = None
-    biases = ("b",)
-    state_names = ("h",)
+    spec = None   # the cell's facts (fastlstm.cells)
+
+    @property
+    def cell(self):
+        return self.spec.name
+
+    @property
+    def G(self):
+        return self.spec.G
+
+    @property
+    def biases(self):
+        return self.spec.biases
+
+    @property
+    def state_names(self):
+        return self.spec.states
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, seed=0,
                  dtype=np.float32, backend="auto"):
@@ -273,13 +287,12 @@ class Recurrent(Layer):
 
 class RNN(Recurrent):
     __doc__ = "tanh RNN stack: h_t = tanh(x_t Wx + h_{t-1} Wh + b).\n\n" + Recurrent.__doc__
-    cell, G = "rnn", 1
+    spec = CELLS["rnn"]
 
 
 class LSTM(Recurrent):
     __doc__ = "LSTM stack, gates i, f, g, o.\n\n" + Recurrent.__doc__
-    cell, G = "lstm", 4
-    state_names = ("h", "c")
+    spec = CELLS["lstm"]
 
     def _bias(self, b):
         H = self.hidden_size
@@ -290,8 +303,8 @@ class LSTM(Recurrent):
 class GRU(Recurrent):
     __doc__ = "GRU stack, PyTorch semantics (gates r, z, n; biases bx, bh).\n\n" \
         + Recurrent.__doc__
-    cell, G = "gru", 3
-    biases = ("bx", "bh")
+    spec = CELLS["gru"]
 
 
 LAYERS = {cls.__name__: cls for cls in (Embedding, Dense, RNN, LSTM, GRU)}
+RECURRENT = {cls.spec.name: cls for cls in (RNN, LSTM, GRU)}

@@ -12,13 +12,11 @@ import numpy as np
 
 from . import ops
 from ._threads import single_threaded_blas
-from .layers import GRU, LSTM, RNN, Dense, Embedding, Recurrent, _features
+from .layers import RECURRENT, Dense, Embedding, Recurrent, _features
 from .losses import LOSSES
 from .stepper import Stepper
 
-__all__ = ["Model", "CELLS"]
-
-CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+__all__ = ["Model"]
 
 # The most elements of a layer's outputs in one window of Model.predict: 16 MB of
 # float32, so that predict on a long series holds little more than its outputs.
@@ -270,9 +268,9 @@ def to_time_major(X):
 
 
 def _cell(name):
-    if name not in CELLS:
-        raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {name!r}")
-    return CELLS[name]
+    if name not in RECURRENT:
+        raise ValueError(f"cell: expected one of {sorted(RECURRENT)}, got {name!r}")
+    return RECURRENT[name]
 
 
 def _args(config):

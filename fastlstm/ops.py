@@ -15,6 +15,7 @@ import numpy as np
 
 from ._threads import team_size
 from .backends import available_backends, get_backend
+from .cells import CELLS
 
 try:
     from ._cy._checks import all_finite as _compiled_all_finite
@@ -82,8 +83,9 @@ def _inputs(G, x, Wx, Wh):
     return x, Wx, Wh, (T, B, I, H)
 
 
-def _cache(cache, cell, keys):
+def _cache(cache, cell):
     """Check a forward cache before a compiled kernel reads it."""
+    keys = CELLS[cell].cache
     if not isinstance(cache, dict) or not all(k in cache for k in keys):
         raise TypeError(f"cache: expected the cache returned by {cell}_forward")
     x, Wh = cache["x"], cache["Wh"]
@@ -92,9 +94,7 @@ def _cache(cache, cell, keys):
         raise TypeError(f"cache: expected the cache returned by {cell}_forward")
     T, B, I = x.shape
     H = Wh.shape[0]
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
-    want = dict(x=(T, B, I), Wx=(I, G * H), Wh=(H, G * H), h0=(B, H), c0=(B, H),
-                y=(T, B, H), c=(T, B, H), gates=(T, B, G * H), hn=(T, B, H))
+    want = CELLS[cell].shapes(T, B, I, H)
     for k in keys:
         a = cache[k]
         if not isinstance(a, np.ndarray) or a.shape != want[k] or a.dtype != x.dtype \
@@ -133,7 +133,7 @@ def rnn_backward(cache, dy=None, dhT=None, *, backend="auto"):
 
     Returns dx, dWx, dWh, db, dh0.
     """
-    (T, B, I, H), d = _cache(cache, "rnn", ("x", "Wx", "Wh", "h0", "y"))
+    (T, B, I, H), d = _cache(cache, "rnn")
     dy, dhT = _grads(T, B, H, d, dy, dhT=dhT)
     return get_backend(backend).rnn_backward(cache, dy, dhT)
 
@@ -155,8 +155,7 @@ def lstm_backward(cache, dy=None, dhT=None, dcT=None, *, backend="auto"):
 
     Returns dx, dWx, dWh, db, dh0, dc0.
     """
-    (T, B, I, H), d = _cache(cache, "lstm",
-                             ("x", "Wx", "Wh", "h0", "c0", "y", "c", "gates"))
+    (T, B, I, H), d = _cache(cache, "lstm")
     dy, dhT, dcT = _grads(T, B, H, d, dy, dhT=dhT, dcT=dcT)
     return get_backend(backend).lstm_backward(cache, dy, dhT, dcT)
 
@@ -181,6 +180,6 @@ def gru_backward(cache, dy=None, dhT=None, *, backend="auto"):
 
     Returns dx, dWx, dWh, dbx, dbh, dh0.
     """
-    (T, B, I, H), d = _cache(cache, "gru", ("x", "Wx", "Wh", "h0", "y", "gates", "hn"))
+    (T, B, I, H), d = _cache(cache, "gru")
     dy, dhT = _grads(T, B, H, d, dy, dhT=dhT)
     return get_backend(backend).gru_backward(cache, dy, dhT)

@@ -4,15 +4,13 @@ import numpy as np
 from numpy.testing import assert_allclose
 
 from fastlstm import ops
+from fastlstm.cells import CELLS
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-# Relative to the largest magnitude of the expected array (DESIGN.md, Tests).
+GATES = {name: cell.G for name, cell in CELLS.items()}
+# Relative to the largest magnitude of the expected array (docs/DESIGN.md, "Tests").
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
-OUTPUTS = {
-    "rnn": ("y", "hT", "dx", "dWx", "dWh", "db", "dh0"),
-    "lstm": ("y", "hT", "cT", "dx", "dWx", "dWh", "db", "dh0", "dc0"),
-    "gru": ("y", "hT", "dx", "dWx", "dWh", "dbx", "dbh", "dh0"),
-}
+OUTPUTS = {name: cell.forward_outputs + cell.backward_outputs
+           for name, cell in CELLS.items()}
 
 
 def problem(cell, T, B, I, H, dtype=np.float64, seed=0, dy=True, zero_state=False):

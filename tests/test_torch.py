@@ -5,6 +5,8 @@ import pytest
 
 import fastlstm
 
+from fastlstm.cells import CELLS
+
 from cells import OUTPUTS, problem, run
 
 torch = pytest.importorskip("torch")
@@ -15,7 +17,7 @@ BACKENDS = fastlstm.available_backends()
 def torch_run(cell, p, g):
     T, B, I = p["x"].shape
     H = p["Wh"].shape[0]
-    kind = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    kind = getattr(torch.nn, cell.upper())
     net = kind(I, H, dtype=torch.float64)
     t = lambda a: torch.tensor(a, dtype=torch.float64)
     with torch.no_grad():
@@ -49,7 +51,7 @@ def torch_run(cell, p, g):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("T, B, I, H", [(1, 1, 2, 3), (5, 3, 4, 7), (4, 40, 6, 110)])
 def test_matches_torch(backend, cell, T, B, I, H):
     p, g = problem(cell, T, B, I, H, np.float64, seed=7)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._buffers import empty
 from .._threads import single_threaded_blas, team_size
+from ..cells import CELLS
 from . import gru, lstm, rnn, step
 from .common import input_projection, weight_grads
 
@@ -201,15 +202,34 @@ def sgd_update(p, g, v, lr, momentum, decay=0.0):
 
 
 def warm_up(dtypes=(np.float32, np.float64)):
-    """Compile (or load from the disk cache) every kernel for the given dtypes."""
+    """Compile (or load from the disk cache) every kernel for the given dtypes: each
+    cell's forward (with and without its cache), backward and step, and the rest of
+    a training step."""
+    here = globals()
     for dtype in dtypes:
         rng = np.random.default_rng(0)
-        for G, fwd, bwd, nb in ((1, rnn_forward, rnn_backward, 1),
-                                (4, lstm_forward, lstm_backward, 1),
-                                (3, gru_forward, gru_backward, 2)):
-            x = rng.standard_normal((2, 2, 3)).astype(dtype)
-            W = [rng.standard_normal(s).astype(dtype) for s in ((3, 2 * G), (2, 2 * G))]
-            bs = [np.zeros(2 * G, dtype)] * nb
-            states = [np.zeros((2, 2), dtype)] * (2 if G == 4 else 1)
-            out = fwd(x, *W, *bs, *states)
-            bwd(out[-1], np.ones((2, 2, 2), dtype), *states)
+
+        def draw(*shape):
+            return rng.standard_normal(shape).astype(dtype)
+        for cell in CELLS.values():
+            G = cell.G
+            W = (draw(3, 2 * G), draw(2, 2 * G))
+            biases = [np.zeros(2 * G, dtype)] * len(cell.biases)
+            states = [np.zeros((2, 2), dtype) for _ in cell.states]
+            here[f"{cell.name}_forward"](draw(2, 2, 3), *W, *biases, *states, cache=False)
+            out = here[f"{cell.name}_forward"](draw(2, 2, 3), *W, *biases, *states)
+            here[f"{cell.name}_backward"](out[-1], np.ones((2, 2, 2), dtype), *states)
+            weights = here[f"{cell.name}_step_weights"](*W, *biases)
+            here[f"{cell.name}_step"](weights, draw(2, 3), *states, np.empty((2, 2), dtype))
+        x, W, b = draw(4, 3), draw(3, 2), np.zeros(2, dtype)
+        dense_backward(x, W, dense_forward(x, W, b), need_dx=True)
+        embedding_backward(np.array([0, 1, 1, 0]), x, 2)
+        z, t, keep = draw(4, 3), np.array([0, 2, 1, 0]), np.array([1, 0, 1, 1], np.uint8)
+        for k in (keep, None):
+            softmax_xent(z, t, k, 0.5, np.empty_like(z))
+            mse(z, z + 1, k, 0.5, np.empty_like(z))
+        p, g = draw(5), draw(5)
+        sum_squares(p)
+        adam_update(p, g, np.zeros_like(p), np.zeros_like(p), 1e-3, 0.9, 0.999, 1e-8)
+        for v in (np.zeros_like(p), None):
+            sgd_update(p, g, v, 0.1, 0.9 if v is not None else 0.0)
