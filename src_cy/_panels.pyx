@@ -5,13 +5,25 @@ every step would cost more than the step.
 
     columns(W, b)       W (K, N) as ceil(N / U) column panels, zero past column N,
                         and b (N,) padded likewise: x W + b in whole panels
-    gate_blocks(W, G)   W (H, G*H) as the time loops pack Wh: unit block q, gate k
-                        at ((q*G + k)*H*U)
+    gate_blocks(W, G)   W (H, G*H) as the forward's time loop packs Wh: unit block
+                        q, gate k at (q*G + k)*H*U
+    unit_blocks(W)      W (H, N) as the backward's time loop packs Wh for dA Wh.T:
+                        unit block q at q*N*U, rows of W as its columns
+
+and, for the tests alone (tests/test_panels.py), gemm: the panel kernel itself.
 """
 import numpy as np
 from cython cimport floating
 
-from _common cimport pack_gate_blocks, panel_units, padded_units
+from _common cimport (pack_gate_blocks, pack_unit_blocks, panel_units, padded_units,
+                      panel_gemm)
+
+
+def units(dtype):
+    """U, the columns of one panel for dtype (float32 or float64)."""
+    cdef float f = 0
+    cdef double d = 0
+    return panel_units(&f) if np.dtype(dtype) == np.float32 else panel_units(&d)
 
 
 def columns(const floating[:, ::1] W, const floating[::1] b):
@@ -45,3 +57,38 @@ def step_weights(const floating[:, ::1] Wx, const floating[:, ::1] Wh,
     """(Wxp, bp, Whp): the weights of a cell with G gate blocks for its *_step."""
     Wxp, bp = columns(Wx, b)
     return Wxp, bp, gate_blocks(Wh, G)
+
+
+def unit_blocks(const floating[:, ::1] W):
+    """W (H, N) packed as the backward's time loop packs Wh, every unit block."""
+    cdef Py_ssize_t H = W.shape[0], N = W.shape[1], U = panel_units(&W[0, 0])
+    cdef Py_ssize_t nb = (H + U - 1) // U
+    dtype = np.float32 if floating is float else np.float64
+    Wp = np.empty(nb * N * U, dtype)
+    cdef floating[::1] Wp_ = Wp
+    with nogil:
+        pack_unit_blocks(&W[0, 0], &Wp_[0], H, N, 0, nb)
+    return Wp
+
+
+def gemm(const floating[:, ::1] A, const floating[::1] P, Py_ssize_t npanels,
+         Py_ssize_t pstride, floating[:, ::1] C, Py_ssize_t cstride, bint add,
+         bint a_trans, const floating[::1] bias=None):
+    """The panel kernel, for tests: for v < npanels, the U columns of C from
+    v*cstride (+)= op(A) (M, K) @ panel v, the (K, U) block at P[v*pstride:]; op(A)
+    is A (M, K), or with a_trans the transpose of A (K, M). Without add, C starts
+    from bias (laid out as C's columns) where it is given."""
+    cdef Py_ssize_t M = C.shape[0], U = panel_units(&C[0, 0])
+    cdef Py_ssize_t K = A.shape[0] if a_trans else A.shape[1]
+    if (A.shape[1] if a_trans else A.shape[0]) != M:
+        raise ValueError(f"A: expected {M} rows of op(A), got {A.shape}")
+    if (npanels - 1) * pstride + K * U > P.shape[0]:
+        raise ValueError("P: too short for the panels asked for")
+    if (npanels - 1) * cstride + U > C.shape[1]:
+        raise ValueError("C: too narrow for the panels asked for")
+    if bias is not None and bias.shape[0] < (npanels - 1) * cstride + U:
+        raise ValueError("bias: too short for the panels asked for")
+    cdef const floating* bp = NULL if bias is None else &bias[0]
+    with nogil:
+        panel_gemm(M, K, npanels, &A[0, 0], A.shape[1], &P[0], pstride, &C[0, 0],
+                   C.shape[1], cstride, add, a_trans, bp)
