@@ -1,12 +1,12 @@
 """Registry of kernel backends: "numpy" (the reference), "cython", "numba", and "auto".
 
-A backend is a namespace holding the six functions of the kernel contract
-(DESIGN.md): {rnn, lstm, gru}_{forward, backward}; the ONE_STEP_FUNCTIONS that run
-a cell or the head one time step at a time on weights prepared once (generation);
-and the TRAINING_FUNCTIONS that run the rest of a training update (the Dense
-layer, the embedding's gradient, the losses, the optimizers) on the same threads.
-A backend whose modules lack one of them is not available, with the missing names
-as the reason.
+A backend is a namespace holding the functions of the kernel contract
+(docs/DESIGN.md, "The kernel contract"): {rnn, lstm, gru}_{forward, backward}; the
+ONE_STEP_FUNCTIONS that run a cell or the head one time step at a time on weights
+prepared once (generation); and the TRAINING_FUNCTIONS that run the rest of a
+training update (the Dense layer, the embedding's gradient, the losses, the
+optimizers) on the same threads. A backend whose modules lack one of them is not
+available, with the missing names as the reason.
 
 "auto" takes the environment variable FASTLSTM_BACKEND when it is set, else the
 first importable backend of AUTO_ORDER, the order measured fastest in

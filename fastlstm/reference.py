@@ -1,9 +1,13 @@
 """NumPy reference kernels: the specification every compiled backend must match.
 
-Written to be read next to the equations of DESIGN.md, not to be fast: one Python
-iteration per time step, weight gradients accumulated step by step. The compiled
-kernels use a different schedule (hoisted GEMMs, fused gate passes) and must give
-the same numbers.
+Written to be read next to the equations of docs/DESIGN.md, not to be fast: one
+Python iteration per time step, weight gradients accumulated step by step. The
+compiled kernels use a different schedule (hoisted GEMMs, fused gate passes) and
+must give the same numbers. The steps carry the kernels' numbers: forward
+1. x_t Wx (+ b), the input projection, 2. h_{t-1} Wh, the step's product, 3. the
+gate pass; backward 4. the gate pass backwards (dA_t), 5. dh_{t-1} = dA_t Wh.T,
+6. the weight gradients (here added up step by step, in the kernels one GEMM each
+after the loop).
 
 Shapes (time-major, row vectors): x (T, B, I); Wx (I, G*H); Wh (H, G*H);
 b (G*H,); h0, c0 (B, H); y (T, B, H). G is 1 for the RNN, 4 for the LSTM (gate
@@ -40,6 +44,7 @@ def rnn_forward(x, Wx, Wh, b, h0, cache=True):
     y = np.empty((T, B, H), dtype=x.dtype)
     h = h0
     for t in range(T):
+        # 1. x_t Wx, 2. h_{t-1} Wh, 3. h_t = tanh(... + b)
         h = np.tanh(x[t] @ Wx + h @ Wh + b)
         y[t] = h
     cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y) if cache else None
@@ -57,13 +62,16 @@ def rnn_backward(cache, dy, dhT):
     db = np.zeros(Wh.shape[1], dtype=x.dtype)
     dh = dhT.copy()
     for t in reversed(range(x.shape[0])):
+        # 4. dA_t = (dh_t + dy_t) tanh'(a_t), tanh' = 1 - h_t^2
         dh = dh + dy[t]
         h_prev = _h_prev(y, h0, t)
-        da = dh * (1.0 - y[t] ** 2)  # tanh' = 1 - h_t^2
+        da = dh * (1.0 - y[t] ** 2)
+        # 6. the weight gradients and dx
         dWx += x[t].T @ da
         dWh += h_prev.T @ da
         db += da.sum(axis=0)
         dx[t] = da @ Wx.T
+        # 5. dh_{t-1} = dA_t Wh.T
         dh = da @ Wh.T
     return dx, dWx, dWh, db, dh
 
@@ -84,7 +92,9 @@ def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True):
     gates = np.empty((T if cache else 1, B, 4 * H), dtype=x.dtype)
     h_t, c_t = h0, c0
     for t in range(T):
+        # 1. x_t Wx, 2. h_{t-1} Wh, + b
         a = x[t] @ Wx + h_t @ Wh + b
+        # 3. the gate pass
         i = sigmoid(a[:, 0 * H:1 * H])
         f = sigmoid(a[:, 1 * H:2 * H])
         g = np.tanh(a[:, 2 * H:3 * H])
@@ -108,6 +118,7 @@ def lstm_backward(cache, dy, dhT, dcT):
     db = np.zeros(4 * H, dtype=x.dtype)
     dh, dc = dhT.copy(), dcT.copy()
     for t in reversed(range(x.shape[0])):
+        # 4. the gate pass backwards: dA_t, and dc_{t-1} below
         i, f, g, o = (gates[t][:, k * H:(k + 1) * H] for k in range(4))
         h_prev = _h_prev(y, h0, t)
         c_prev = c0 if t == 0 else c[t - 1]
@@ -122,10 +133,12 @@ def lstm_backward(cache, dy, dhT, dcT):
             dg * (1.0 - g ** 2),
             do * o * (1.0 - o),
         ], axis=1)
+        # 6. the weight gradients and dx
         dWx += x[t].T @ da
         dWh += h_prev.T @ da
         db += da.sum(axis=0)
         dx[t] = da @ Wx.T
+        # 5. dh_{t-1} = dA_t Wh.T
         dh = da @ Wh.T
         dc = dc * f
     return dx, dWx, dWh, db, dh, dc
@@ -147,9 +160,11 @@ def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True):
     hn = np.empty((T if cache else 1, B, H), dtype=x.dtype)
     h = h0
     for t in range(T):
+        # 1. x_t Wx + bx, 2. h_{t-1} Wh (+ bh)
         ax = x[t] @ Wx + bx
         ah = h @ Wh + bh
         k = t if cache else 0
+        # 3. the gate pass
         r = sigmoid(ax[:, 0 * H:1 * H] + ah[:, 0 * H:1 * H])
         z = sigmoid(ax[:, 1 * H:2 * H] + ah[:, 1 * H:2 * H])
         hn[k] = ah[:, 2 * H:3 * H]
@@ -172,6 +187,7 @@ def gru_backward(cache, dy, dhT):
     dbh = np.zeros(3 * H, dtype=x.dtype)
     dh = dhT.copy()
     for t in reversed(range(x.shape[0])):
+        # 4. the gate pass backwards: dAX_t, dAH_t, and z dh_t of dh_{t-1}
         r, z, n = (gates[t][:, k * H:(k + 1) * H] for k in range(3))
         h_prev = _h_prev(y, h0, t)
         dh = dh + dy[t]
@@ -182,11 +198,13 @@ def gru_backward(cache, dy, dhT):
         daz = dz * z * (1.0 - z)
         dax = np.concatenate([dar, daz, dan], axis=1)
         dah = np.concatenate([dar, daz, dan * r], axis=1)
+        # 6. the weight gradients and dx
         dWx += x[t].T @ dax
         dWh += h_prev.T @ dah
         dbx += dax.sum(axis=0)
         dbh += dah.sum(axis=0)
         dx[t] = dax @ Wx.T
+        # 5. dh_{t-1} = z dh_t + dAH_t Wh.T
         dh = dh * z + dah @ Wh.T
     return dx, dWx, dWh, dbx, dbh, dh
 

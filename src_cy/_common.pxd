@@ -1,5 +1,26 @@
-# Inline helpers shared by the cell kernels: row-major BLAS over the fused type
-# `floating`, and the gate nonlinearities. Inline only, so no module backs this file.
+# Inline helpers shared by the kernels: row-major BLAS over the fused type
+# `floating`, the gate nonlinearities, the thread splits, the packing of weights into
+# panels and the GEMMs on them. Inline only, so no module backs this file.
+#
+# The letters mean one thing each, in every kernel file (docs/DESIGN.md, "Names"):
+#   T, B, I, H   time steps, batch rows, input size, hidden units
+#   G            gate blocks of a cell (RNN 1, LSTM 4, GRU 3): Wx is (I, G*H)
+#   N            columns of a GEMM's output; for a cell's pre-activations N = G*H
+#   U            units (columns) of one panel: one SIMD vector of the dtype
+#   Hp           H rounded up to whole panels of U
+#   q, [q0, q1)  a unit block (U units) and the blocks a thread owns
+#   j, [j0, j1)  a hidden unit and the units a thread owns; n = (q1 - q0) * U
+#   r            a batch row;  t a time step;  k a gate block (or K's index)
+#   P            threads in a team;  p one of them
+#   A, S         the input projection x_t Wx + b (T, B, N) and the step's recurrent
+#                product h_{t-1} Wh, in the thread's own layout (B, G, n)
+#   dA           the gradient of the pre-activations; dAX, dAH the GRU's two parts
+#   Wxp, Whp     Wx's and Wh's panels;  WhTp Wh's panels for dA Wh.T
+#   x_, dh_      (a trailing _) one unit's value, a scalar in a gate pass
+#   x_v          (a trailing _v) a typed memoryview of the array x
+# The steps are numbered as in fastlstm.reference: forward 1. the input
+# projection, 2. the step's product, 3. the gate pass; backward 4. the gate pass
+# backwards, 5. dh_{t-1} = dA_t Wh.T, 6. the weight gradients.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -66,8 +87,8 @@ cdef inline void fill_rows(floating* A, const floating* row, Py_ssize_t n_rows,
 
 # ---------------------------------------------------------------- thread splits
 # All parallelism is OpenMP; BLAS runs single-threaded inside (fastlstm._threads
-# limits it around every kernel call). DESIGN.md section 4: threads split the gate
-# columns / hidden units, never the batch.
+# limits it around every kernel call). Threads split the gate columns / hidden
+# units, never the batch (docs/DESIGN.md, "Threads").
 
 cdef inline Py_ssize_t span_lo(Py_ssize_t n, Py_ssize_t parts, Py_ssize_t p) noexcept nogil:
     """First index of part p when [0, n) is cut into `parts` near-equal parts."""
@@ -118,7 +139,7 @@ cdef inline void transpose(const floating* A, floating* B, Py_ssize_t M, Py_ssiz
 
 
 # ------------------------------------------------- the per-step recurrent products
-# Weight-stationary, persistent threads (DESIGN.md section 4): each time loop runs
+# Weight-stationary, persistent threads (docs/DESIGN.md, "Threads"): each time loop runs
 # inside one parallel region, one barrier per step. Hidden units go to the team's
 # threads in whole blocks of U = one vector of columns (src_cy/panel_gemm.h). Of
 # the nb = ceil(H / U) blocks, thread p of P owns [q0, q1) with
@@ -284,7 +305,7 @@ cdef inline void step_gemm(const floating* h, const floating* Wp, floating* S,
                            Py_ssize_t B, Py_ssize_t H, Py_ssize_t G, Py_ssize_t q0,
                            Py_ssize_t q1) noexcept nogil:
     """S (B, G, n) := h (B, H) @ Wh's columns for the unit blocks [q0, q1), from
-    pack_gate_panels; n = (q1 - q0)*U, gate k of the block's unit j at S[r, k, j]."""
+    pack_gate_blocks; n = (q1 - q0)*U, gate k of the block's unit j at S[r, k, j]."""
     cdef Py_ssize_t U = panel_units(h), n = (q1 - q0) * U, q
     if G == 1:
         # one gate block: the blocks' panels lie one after the other, and their
@@ -313,7 +334,7 @@ cdef inline void step_projection(const floating* x, const floating* Wxp, const f
 cdef inline void step_grad_gemm(const floating* dA, const floating* Wp, floating* D,
                                 Py_ssize_t B, Py_ssize_t H, Py_ssize_t N, Py_ssize_t q0,
                                 Py_ssize_t q1, bint add) noexcept nogil:
-    """D[:, units of blocks q0:q1] (+)= dA (B, N) @ Wh.T, from pack_unit_panels;
+    """D[:, units of blocks q0:q1] (+)= dA (B, N) @ Wh.T, from pack_unit_blocks;
     D is (B, padded_units(H, U))."""
     cdef Py_ssize_t U = panel_units(dA)
     panel_gemm(B, N, q1 - q0, dA, N, Wp + q0 * N * U, N * U, D + q0 * U,

@@ -53,12 +53,12 @@ def dense_forward(const floating[:, ::1] x, const floating[:, ::1] W,
         Wn = _padded_columns(W, Np)
         bn = _padded_columns(np.asarray(b)[None], Np)[0]
     y = empty((M, Np), dtype)
-    cdef floating[:, ::1] y_ = y
+    cdef floating[:, ::1] y_v = y
     cdef floating[::1] Wp = empty(K * Np, dtype)
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         # y = x @ W + b
-        input_projection(&x[0, 0], &Wn[0, 0], &bn[0], &y_[0, 0], &Wp[0], M, K, Np, nt)
+        input_projection(&x[0, 0], &Wn[0, 0], &bn[0], &y_v[0, 0], &Wp[0], M, K, Np, nt)
     return y if Np == N else np.ascontiguousarray(y[:, :N])
 
 
@@ -77,21 +77,21 @@ def dense_backward(const floating[:, ::1] x, const floating[:, ::1] W,
     dW = empty((K, Np), dtype)
     db = empty(N, dtype)
     dx = empty((M, K), dtype) if need_dx else None
-    cdef floating[:, ::1] dW_ = dW
-    cdef floating[::1] db_ = db
-    cdef floating[:, ::1] dx_
+    cdef floating[:, ::1] dW_v = dW
+    cdef floating[::1] db_v = db
+    cdef floating[:, ::1] dx_v
     cdef floating* dx_p = NULL
     if need_dx:
-        dx_ = dx
-        dx_p = &dx_[0, 0]
+        dx_v = dx
+        dx_p = &dx_v[0, 0]
     cdef floating[::1] WT = empty(backward_scratch(K, 0, Np), dtype)
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         # dW = x.T @ dy;  dx = dy @ W.T
-        weight_grads(&x[0, 0], NULL, NULL, &Wn[0, 0], &dyn[0, 0], NULL, &dW_[0, 0], NULL,
+        weight_grads(&x[0, 0], NULL, NULL, &Wn[0, 0], &dyn[0, 0], NULL, &dW_v[0, 0], NULL,
                      dx_p, &WT[0], 1, M, K, 0, Np, nt)
         # db = dy.sum(axis=0)
-        _column_sums(&dyn[0, 0], M, N, Np, &db_[0], nt if M * N >= PARALLEL_MIN else 1)
+        _column_sums(&dyn[0, 0], M, N, Np, &db_v[0], nt if M * N >= PARALLEL_MIN else 1)
     return dx, (dW if Np == N else np.ascontiguousarray(dW[:, :N])), db
 
 
@@ -107,9 +107,9 @@ def dense_step(tuple weights, const floating[:, ::1] x):
     cdef Py_ssize_t N = weights[2], B = x.shape[0], K = x.shape[1], Np = bp.shape[0]
     dtype = np.float32 if floating is float else np.float64
     y = np.empty((B, Np), dtype)
-    cdef floating[:, ::1] y_ = y
+    cdef floating[:, ::1] y_v = y
     with nogil:
-        rows_times_panels(&x[0, 0], K, 0, B, K, &Wp[0], Np, &y_[0, 0], &bp[0])
+        rows_times_panels(&x[0, 0], K, 0, B, K, &Wp[0], Np, &y_v[0, 0], &bp[0])
     return y if Np == N else y[:, :N]
 
 
@@ -135,10 +135,10 @@ def embedding_backward(const Py_ssize_t[::1] ids, const floating[:, ::1] dy,
     cdef Py_ssize_t M = dy.shape[0], E = dy.shape[1]
     dtype = np.float32 if floating is float else np.float64
     dW = zeros((V, E), dtype)
-    cdef floating[:, ::1] dW_ = dW
+    cdef floating[:, ::1] dW_v = dW
     cdef int nt = team_size() if M * E >= PARALLEL_MIN else 1
     with nogil:
-        _scatter_add(&ids[0], &dy[0, 0], M, E, V, &dW_[0, 0], nt)
+        _scatter_add(&ids[0], &dy[0, 0], M, E, V, &dW_v[0, 0], nt)
     return dW
 
 

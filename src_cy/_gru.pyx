@@ -2,15 +2,19 @@
 """GRU forward and BPTT kernels (PyTorch semantics, gate blocks r, z, n, two biases),
 float32 and float64.
 
-Same numbers as fastlstm.reference.gru_forward / gru_backward. The reset gate scales
-only the recurrent part of n, so the recurrent product goes to its own (B, 3H)
-buffer instead of being accumulated into the input projection:
-  forward  1. AX = X Wx + bx, one GEMM before the loop
-           2. per step AH = h_{t-1} Wh (GEMM), then one fused pass for r, z, n, h_t
-  backward 3. per step one fused pass gives dAX_t, dAH_t and the direct term z*dh_t;
-              one GEMM adds dAH_t Wh.T to it, giving dh_{t-1}
-           4. dWx, dWh, dx single GEMMs after the loop (dbx, dbh are summed in 3.,
-              where each thread owns its units' columns)
+Same numbers as fastlstm.reference.gru_forward / gru_backward, whose steps carry
+the same numbers. The reset gate scales only the recurrent part of n, so the
+recurrent product S goes to a buffer of its own instead of being added to the
+input projection (docs/DESIGN.md, "The schedule"):
+  forward  1. AX = X Wx + bx over all T*B rows, one GEMM before the loop (a window
+              of steps at a time without the cache)
+           2. per step: S = h_{t-1} Wh on the thread's packed panels
+           3. the gate pass: r, z, n from AX_t, S + bh, then h_t
+  backward 4. per step, the gate pass backwards: dAX_t, dAH_t and the direct term
+              z * dh_t of dh_{t-1}; dbx, dbh are summed here, where each thread
+              owns its units' columns
+           5. dh_{t-1} += dAH_t Wh.T on the thread's packed panels
+           6. after the loop: dWx, dWh, dx as single GEMMs over all T*B rows
 Each time loop runs in one parallel region, one barrier per step. Thread p owns
 the hidden units [j0, j1), whole blocks of U (one SIMD vector), and packs Wh's
 columns (forward) and rows (backward) for them into panels before its first step
@@ -34,7 +38,7 @@ from fastlstm._threads import single_threaded_blas, team_size
 cdef inline void _gates_row(floating* a, const floating* ah, Py_ssize_t nah,
                             const floating* bh, const floating* h_prev, floating* hn,
                             floating* h, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
-    """Forward fused pass over n units of one batch row: a points at unit j0 of
+    """3. The gate pass over n units of one batch row: a points at unit j0 of
     x Wx + bx (blocks H apart) and gets [r, z, n]; ah at the thread's h_{t-1} Wh
     (blocks nah apart); bh at unit j0 (blocks H apart); hn, h get h_{t-1} Wh_n +
     bh_n and h_t."""
@@ -57,20 +61,22 @@ cdef inline void _gates_row_backward(const floating* a, const floating* hn,
                                      floating* dh, floating* dax, floating* dah,
                                      floating* dbx, floating* dbh, Py_ssize_t n,
                                      Py_ssize_t H) noexcept nogil:
-    """Backward fused pass over n units of one batch row: from [r, z, n] in a
-    (blocks H apart), hn, h_{t-1}, dy_t and dh_t, write dAX_t, dAH_t (blocks H
+    """4. The gate pass backwards over n units of one batch row: from [r, z, n] in
+    a (blocks H apart), hn, h_{t-1}, dy_t and dh_t, write dAX_t, dAH_t (blocks H
     apart), add them to dbx, dbh (blocks H apart) and write the direct term
-    z * (dh_t + dy_t) of dh_{t-1} into dh."""
+    z * (dh_t + dy_t) of dh_{t-1} into dh. The names are the reference's."""
     cdef Py_ssize_t j, k
-    cdef floating one = 1, r_, z_, n_, dh_, dan, dar, daz
+    cdef floating one = 1, r_, z_, n_, dh_, dn_, dz_, dan, dar, daz
     for j in range(n):
         r_ = a[j]
         z_ = a[H + j]
         n_ = a[2 * H + j]
         dh_ = dh[j] + dy[j]
-        dan = dh_ * (one - z_) * (one - n_ * n_)
+        dn_ = dh_ * (one - z_)
+        dz_ = dh_ * (h_prev[j] - n_)
+        dan = dn_ * (one - n_ * n_)
         dar = dan * hn[j] * r_ * (one - r_)
-        daz = dh_ * (h_prev[j] - n_) * z_ * (one - z_)
+        daz = dz_ * z_ * (one - z_)
         dax[j] = dar
         dax[H + j] = daz
         dax[2 * H + j] = dan
@@ -102,12 +108,12 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
     cdef floating[::1] Wxp = empty(I * 3 * H, dtype)
     cdef floating[::1] Whp = empty(H * 3 * Hp, dtype)
-    cdef floating[::1] AH = empty(B * 3 * Hp, dtype)
-    cdef floating[:, :, ::1] y_, gates_, hn_
-    y_, gates_, hn_ = y, gates, hn
+    cdef floating[::1] S = empty(B * 3 * Hp, dtype)
+    cdef floating[:, :, ::1] y_v, gates_v, hn_v
+    y_v, gates_v, hn_v = y, gates, hn
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
-        _forward(x, Wx, Wh, bx, bh, h0, Wxp, Whp, AH, y_, gates_, hn_, nt)
+        _forward(x, Wx, Wh, bx, bh, h0, Wxp, Whp, S, y_v, gates_v, hn_v, nt)
     if not cache:
         return y, y[T - 1].copy(), None
     saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y, gates=gates, hn=hn)
@@ -122,7 +128,7 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    const floating[:, ::1] h0,        # IN  (B, H)
                    floating[::1] Wxp,                # OUT (I*3H,), scratch: Wx's panels
                    floating[::1] Whp,                # OUT (H*3Hp,), scratch: Wh's panels
-                   floating[::1] AH,                 # OUT (B*3Hp,), h_{t-1} Wh, scratch
+                   floating[::1] S,                  # OUT (B*3Hp,), h_{t-1} Wh, scratch
                    floating[:, :, ::1] y,            # OUT (T, B, H)
                    floating[:, :, ::1] gates,        # OUT (W, B, 3H): [r, z, n] of step t
                                                      # at t % W
@@ -133,7 +139,7 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t W = gates.shape[0], U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t G = 3 * H, t0, t1, t, r, n
+    cdef Py_ssize_t N = 3 * H, t0, t1, t, r, n
     cdef const floating* h_prev
     cdef int P = block_threads(B, H, 3, U, n_threads)
     t0 = 0
@@ -141,7 +147,7 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
         t1 = min(T, t0 + W)
         # 1. AX = X Wx + bx over the window's rows
         input_projection(&x[t0, 0, 0], &Wx[0, 0], &bx[0], &gates[0, 0, 0], &Wxp[0],
-                         (t1 - t0) * B, I, G, n_threads, t0 == 0)
+                         (t1 - t0) * B, I, N, n_threads, t0 == 0)
         with parallel(num_threads=P):
             u = my_units(H, U)
             n = (u.q1 - u.q0) * U
@@ -150,10 +156,11 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                 pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 3, H, u.q0, u.q1)
             for t in range(t0, t1):
                 h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
-                # 2. AH = h_{t-1} Wh for the thread's units, on its packed panels
-                step_gemm(h_prev, &Whp[0], &AH[B * 3 * u.j0], B, H, 3, u.q0, u.q1)
+                # 2. S = h_{t-1} Wh for the thread's units, on its packed panels
+                step_gemm(h_prev, &Whp[0], &S[B * 3 * u.j0], B, H, 3, u.q0, u.q1)
+                # 3. the gate pass
                 for r in range(B):
-                    _gates_row(&gates[t - t0, r, u.j0], &AH[B * 3 * u.j0 + r * 3 * n], n,
+                    _gates_row(&gates[t - t0, r, u.j0], &S[B * 3 * u.j0 + r * 3 * n], n,
                                &bh[u.j0], &h_prev[r * H + u.j0], &hn[t - t0, r, u.j0],
                                &y[t, r, u.j0], u.j1 - u.j0, H)
                 # step t+1 reads all of h_t
@@ -177,7 +184,7 @@ def gru_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
     cdef Py_ssize_t U = panel_units(&x[0, 0]), Hp = padded_units(H, U)
     dtype = np.float32 if floating is float else np.float64
     cdef floating[:, ::1] A = np.empty((B, Np), dtype)
-    cdef floating[::1] AH = np.empty(B * 3 * Hp, dtype)
+    cdef floating[::1] S = np.empty(B * 3 * Hp, dtype)
     cdef floating[:, ::1] hn = np.empty((B, H), dtype)
     cdef int P = block_threads(B, H, 3, U, team_size())
     cdef UnitSpan u
@@ -189,10 +196,10 @@ def gru_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
         fl_team_barrier()
         u = my_units(H, U)
         n = (u.q1 - u.q0) * U
-        # 2. AH = h Wh for the thread's units, then the gate pass, as in _forward
-        step_gemm(&h[0, 0], &Whp[0], &AH[B * 3 * u.j0], B, H, 3, u.q0, u.q1)
+        # 2. S = h Wh for the thread's units; 3. the gate pass, as in _forward
+        step_gemm(&h[0, 0], &Whp[0], &S[B * 3 * u.j0], B, H, 3, u.q0, u.q1)
         for r in range(B):
-            _gates_row(&A[r, u.j0], &AH[B * 3 * u.j0 + r * 3 * n], n, &bh[u.j0],
+            _gates_row(&A[r, u.j0], &S[B * 3 * u.j0 + r * 3 * n], n, &bh[u.j0],
                        &h[r, u.j0], &hn[r, u.j0], &h_next[r, u.j0], u.j1 - u.j0, H)
 
 
@@ -218,14 +225,14 @@ def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef floating[::1] WhTp = empty(backward_scratch(I, Hp, 3 * H), dtype)
     cdef floating[:, :, ::1] dAX = empty((T, B, 3 * H), dtype)
     cdef floating[:, :, ::1] dAH = empty((T, B, 3 * H), dtype)
-    cdef floating[:, :, ::1] dx_
-    cdef floating[:, ::1] dh_, dWx_, dWh_
-    cdef floating[::1] dbx_, dbh_
-    dx_, dh_, dWx_, dWh_, dbx_, dbh_ = dx, dh, dWx, dWh, dbx, dbh
+    cdef floating[:, :, ::1] dx_v
+    cdef floating[:, ::1] dh_v, dWx_v, dWh_v
+    cdef floating[::1] dbx_v, dbh_v
+    dx_v, dh_v, dWx_v, dWh_v, dbx_v, dbh_v = dx, dh, dWx, dWh, dbx, dbh
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
-        _backward(x, Wx, Wh, h0, y, gates, hn, dy, WhTp, dAX, dAH, dh_, dx_, dWx_, dWh_,
-                  dbx_, dbh_, nt)
+        _backward(x, Wx, Wh, h0, y, gates, hn, dy, WhTp, dAX, dAH, dh_v, dx_v, dWx_v, dWh_v,
+                  dbx_v, dbh_v, nt)
     return dx, dWx, dWh, dbx, dbh, np.ascontiguousarray(dh[:, :H])
 
 
@@ -251,20 +258,21 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t G = 3 * H, t, s, r
+    cdef Py_ssize_t N = 3 * H, t, s, r
     cdef const floating* h_prev
     cdef int P = block_threads(B, H, 3, U, n_threads)
-    # Iteration t finishes step t (dh_{t-1} += dAH_t Wh.T for the thread's units)
-    # and starts step t-1, which needs only those units: one barrier per step.
+    # Iteration t finishes step t with 5. (dh_{t-1} += dAH_t Wh.T for the thread's
+    # units) and starts step t-1, which needs only those units: one barrier per step.
     with parallel(num_threads=P):
         u = my_units(H, U)
-        pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, G, u.q0, u.q1)
+        pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, N, u.q0, u.q1)
         for t in range(T, -1, -1):
             if t < T:
-                step_grad_gemm(&dAH[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, G, u.q0, u.q1,
+                # 5. dh_{t-1} += dAH_t Wh.T for the thread's units
+                step_grad_gemm(&dAH[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, N, u.q0, u.q1,
                                True)
             if t > 0:
-                # 3. dAX_{t-1}, dAH_{t-1} and the direct path z * dh_{t-1}
+                # 4. dAX_{t-1}, dAH_{t-1} and the direct path z * dh_{t-1}
                 s = t - 1
                 h_prev = &h0[0, 0] if s == 0 else &y[s - 1, 0, 0]
                 for r in range(B):
@@ -275,7 +283,7 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                                         u.j1 - u.j0, H)
             # step t-1 reads all of dAH_{t-1}
             fl_team_barrier()
-    # 4. dWx, dWh, dx as GEMMs over all T*B rows
+    # 6. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dAX[0, 0, 0],
                  &dAH[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],
                  T, B, I, H, 3 * H, n_threads)

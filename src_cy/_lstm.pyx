@@ -1,14 +1,17 @@
 # cython: language_level=3
 """LSTM forward and BPTT kernels (gate blocks i, f, g, o), float32 and float64.
 
-Same numbers as fastlstm.reference.lstm_forward / lstm_backward, on another
-schedule (DESIGN.md, "How the kernels are fast"):
-  forward  1. A = X Wx + b for all T*B rows, one GEMM before the loop
-           2. per step: A_t += h_{t-1} Wh (GEMM, beta=1), then one fused pass
-              that applies the gates and writes c_t, h_t
-  backward 3. per step: one fused pass gives dA_t, one GEMM dh_{t-1} = dA_t Wh.T
-           4. after the loop: dWx, dWh, dx as single GEMMs over all T*B rows
-              (db is summed in 3., where each thread owns its units' columns)
+Same numbers as fastlstm.reference.lstm_forward / lstm_backward, whose steps
+carry the same numbers, on another schedule (docs/DESIGN.md, "The schedule"):
+  forward  1. A = X Wx + b over all T*B rows, one GEMM before the loop (a window
+              of steps at a time without the cache)
+           2. per step: S = h_{t-1} Wh on the thread's packed panels
+           3. the gate pass: i, f, g, o from A_t + S, then c_t, h_t
+  backward 4. per step, the gate pass backwards: dA_t (and dc_{t-1}) from dh_t +
+              dy_t and dc_t; db is summed here, where each thread owns its
+              units' columns
+           5. dh_{t-1} = dA_t Wh.T on the thread's packed panels
+           6. after the loop: dWx, dWh, dx as single GEMMs over all T*B rows
 Each time loop runs in one parallel region, one barrier per step. Thread p owns
 the hidden units [j0, j1), whole blocks of U (one SIMD vector): Wh's columns for
 them (forward) and its rows (backward), which it packs into panels before its
@@ -32,7 +35,7 @@ from fastlstm._threads import single_threaded_blas, team_size
 cdef inline void _gates_row(floating* a, const floating* s, Py_ssize_t ns,
                             const floating* c_prev, floating* c, floating* h,
                             Py_ssize_t n, Py_ssize_t H) noexcept nogil:
-    """Forward fused pass over n units of one batch row. a points at unit j0 of the
+    """3. The gate pass over n units of one batch row. a points at unit j0 of the
     row's x_t Wx + b (blocks H apart), s at the thread's h_{t-1} Wh (blocks ns
     apart); a gets the activations [i, f, g, o], c and h get c_t, h_t."""
     cdef Py_ssize_t j
@@ -55,12 +58,12 @@ cdef inline void _gates_row_backward(const floating* a, const floating* c,
                                      const floating* dy, floating* dc, floating* da,
                                      floating* db, Py_ssize_t n,
                                      Py_ssize_t H) noexcept nogil:
-    """Backward fused pass over n units of one batch row: from the activations a
-    (blocks H apart), c_t, c_{t-1}, dh_t (without dy_t), dy_t and dc_t, write dA_t
-    into da (blocks H apart), add it to db (blocks H apart) and write dc_{t-1}
-    into dc."""
+    """4. The gate pass backwards over n units of one batch row: from the
+    activations a (blocks H apart), c_t, c_{t-1}, dh_t (without dy_t), dy_t and
+    dc_t, write dA_t into da (blocks H apart), add it to db (blocks H apart) and
+    write dc_{t-1} into dc. The names are the reference's."""
     cdef Py_ssize_t j, k
-    cdef floating one = 1, i_, f_, g_, o_, tanh_c, dh_, dc_
+    cdef floating one = 1, i_, f_, g_, o_, tanh_c, dh_, dc_, do_, di_, df_, dg_
     for j in range(n):
         i_ = a[j]
         f_ = a[H + j]
@@ -68,11 +71,15 @@ cdef inline void _gates_row_backward(const floating* a, const floating* c,
         o_ = a[3 * H + j]
         tanh_c = tanh_(c[j])
         dh_ = dh[j] + dy[j]
+        do_ = dh_ * tanh_c
         dc_ = dc[j] + dh_ * o_ * (one - tanh_c * tanh_c)
-        da[j] = dc_ * g_ * i_ * (one - i_)
-        da[H + j] = dc_ * c_prev[j] * f_ * (one - f_)
-        da[2 * H + j] = dc_ * i_ * (one - g_ * g_)
-        da[3 * H + j] = dh_ * tanh_c * o_ * (one - o_)
+        di_ = dc_ * g_
+        df_ = dc_ * c_prev[j]
+        dg_ = dc_ * i_
+        da[j] = di_ * i_ * (one - i_)
+        da[H + j] = df_ * f_ * (one - f_)
+        da[2 * H + j] = dg_ * (one - g_ * g_)
+        da[3 * H + j] = do_ * o_ * (one - o_)
         dc[j] = dc_ * f_
     for k in range(4):
         add_row(db + k * H, da + k * H, n)
@@ -95,16 +102,16 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     c = empty((W, B, H), dtype)
     gates = empty((W, B, 4 * H), dtype)
     cT = empty((B, H), dtype)
-    cdef floating[:, :, ::1] y_, c_, gates_
-    cdef floating[:, ::1] cT_ = cT
-    y_, c_, gates_ = y, c, gates
+    cdef floating[:, :, ::1] y_v, c_v, gates_v
+    cdef floating[:, ::1] cT_v = cT
+    y_v, c_v, gates_v = y, c, gates
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
     cdef floating[::1] Wxp = empty(I * 4 * H, dtype)
     cdef floating[::1] Whp = empty(H * 4 * Hp, dtype)
     cdef floating[::1] S = empty(B * 4 * Hp, dtype)
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
-        _forward(x, Wx, Wh, b, h0, c0, Wxp, Whp, S, y_, c_, gates_, cT_, nt)
+        _forward(x, Wx, Wh, b, h0, c0, Wxp, Whp, S, y_v, c_v, gates_v, cT_v, nt)
     if not cache:
         return y, y[T - 1].copy(), cT, None
     saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, c0=c0.base,
@@ -154,6 +161,7 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                 c_prev = &c0[0, 0] if t == 0 else &c[(t - 1) % W, 0, 0]
                 # 2. S = h_{t-1} Wh for the thread's units, on its packed panels
                 step_gemm(h_prev, &Whp[0], &S[B * 4 * u.j0], B, H, 4, u.q0, u.q1)
+                # 3. the gate pass
                 for r in range(B):
                     _gates_row(&gates[t - t0, r, u.j0], &S[B * 4 * u.j0 + r * 4 * n], n,
                                &c_prev[r * H + u.j0], &c[t % W, r, u.j0], &y[t, r, u.j0],
@@ -191,7 +199,7 @@ def lstm_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
         fl_team_barrier()
         u = my_units(H, U)
         n = (u.q1 - u.q0) * U
-        # 2. S = h Wh for the thread's units, then the gate pass, as in _forward
+        # 2. S = h Wh for the thread's units; 3. the gate pass, as in _forward
         step_gemm(&h[0, 0], &Whp[0], &S[B * 4 * u.j0], B, H, 4, u.q0, u.q1)
         for r in range(B):
             _gates_row(&A[r, u.j0], &S[B * 4 * u.j0 + r * 4 * n], n, &c[r, u.j0],
@@ -220,15 +228,15 @@ def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::
     dh[:, :H] = dhT
     dc = np.array(dcT, dtype=dtype)
     dA = empty((T, B, 4 * H), dtype)
-    cdef floating[:, :, ::1] dA_, dx_
-    cdef floating[:, ::1] dh_, dc_, dWx_, dWh_
-    cdef floating[::1] db_
+    cdef floating[:, :, ::1] dA_v, dx_v
+    cdef floating[:, ::1] dh_v, dc_v, dWx_v, dWh_v
+    cdef floating[::1] db_v
     cdef floating[::1] WhTp = empty(backward_scratch(I, Hp, 4 * H), dtype)
-    dA_, dx_, dh_, dc_, dWx_, dWh_, db_ = dA, dx, dh, dc, dWx, dWh, db
+    dA_v, dx_v, dh_v, dc_v, dWx_v, dWh_v, db_v = dA, dx, dh, dc, dWx, dWh, db
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
-        _backward(x, Wx, Wh, h0, c0, y, c, gates, dy, WhTp, dA_, dh_, dc_, dx_, dWx_, dWh_,
-                  db_, nt)
+        _backward(x, Wx, Wh, h0, c0, y, c, gates, dy, WhTp, dA_v, dh_v, dc_v, dx_v, dWx_v,
+                  dWh_v, db_v, nt)
     return dx, dWx, dWh, db, np.ascontiguousarray(dh[:, :H]), dc
 
 
@@ -254,21 +262,22 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t G = 4 * H, t, s, r
+    cdef Py_ssize_t N = 4 * H, t, s, r
     cdef const floating* c_prev
     cdef int P = block_threads(B, H, 4, U, n_threads)
-    # Iteration t (T down to 0) finishes step t, dh_{t-1} = dA_t Wh.T for the
-    # thread's units, then starts step t-1 with 3., which needs only those units of
+    # Iteration t (T down to 0) finishes step t with 5., dh_{t-1} = dA_t Wh.T for the
+    # thread's units, then starts step t-1 with 4., which needs only those units of
     # dh_{t-1}: one barrier per step.
     with parallel(num_threads=P):
         u = my_units(H, U)
-        pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, G, u.q0, u.q1)
+        pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, N, u.q0, u.q1)
         for t in range(T, -1, -1):
             if t < T:
-                step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, G, u.q0, u.q1,
+                # 5. dh_{t-1} = dA_t Wh.T for the thread's units
+                step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, N, u.q0, u.q1,
                                False)
             if t > 0:
-                # 3. dA_{t-1} from dh_{t-1}, dc_{t-1}
+                # 4. dA_{t-1} from dh_{t-1}, dc_{t-1}
                 s = t - 1
                 c_prev = &c0[0, 0] if s == 0 else &c[s - 1, 0, 0]
                 for r in range(B):
@@ -278,7 +287,7 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                                         &db[u.j0], u.j1 - u.j0, H)
             # step t-1 reads all of dA_{t-1}
             fl_team_barrier()
-    # 4. dWx, dWh, dx as GEMMs over all T*B rows
+    # 6. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
                  &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],
                  T, B, I, H, 4 * H, n_threads)

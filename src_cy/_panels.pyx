@@ -34,9 +34,9 @@ def columns(const floating[:, ::1] W, const floating[::1] b):
     Wp = np.empty(K * Np, dtype)
     bp = np.zeros(Np, dtype)
     bp[:N] = b
-    cdef floating[::1] Wp_ = Wp
+    cdef floating[::1] Wp_v = Wp
     with nogil:
-        pack_gate_blocks(&W[0, 0], &Wp_[0], K, 1, N, 0, Np // U)
+        pack_gate_blocks(&W[0, 0], &Wp_v[0], K, 1, N, 0, Np // U)
     return Wp, bp
 
 
@@ -46,9 +46,9 @@ def gate_blocks(const floating[:, ::1] W, Py_ssize_t G):
     cdef Py_ssize_t nb = (H + U - 1) // U
     dtype = np.float32 if floating is float else np.float64
     Wp = np.empty(nb * G * H * U, dtype)
-    cdef floating[::1] Wp_ = Wp
+    cdef floating[::1] Wp_v = Wp
     with nogil:
-        pack_gate_blocks(&W[0, 0], &Wp_[0], H, G, H, 0, nb)
+        pack_gate_blocks(&W[0, 0], &Wp_v[0], H, G, H, 0, nb)
     return Wp
 
 
@@ -65,9 +65,9 @@ def unit_blocks(const floating[:, ::1] W):
     cdef Py_ssize_t nb = (H + U - 1) // U
     dtype = np.float32 if floating is float else np.float64
     Wp = np.empty(nb * N * U, dtype)
-    cdef floating[::1] Wp_ = Wp
+    cdef floating[::1] Wp_v = Wp
     with nogil:
-        pack_unit_blocks(&W[0, 0], &Wp_[0], H, N, 0, nb)
+        pack_unit_blocks(&W[0, 0], &Wp_v[0], H, N, 0, nb)
     return Wp
 
 

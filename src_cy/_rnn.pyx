@@ -1,12 +1,14 @@
 # cython: language_level=3
 """tanh RNN forward and BPTT kernels, float32 and float64.
 
-Same numbers as fastlstm.reference.rnn_forward / rnn_backward; the schedule is the
-one of _lstm.pyx with a single gate block:
-  forward  1. A = X Wx + b, one GEMM;  2. per step h_t = tanh(A_t + h_{t-1} Wh)
-  backward 3. per step dA_t = (dh_t + dy_t)(1 - h_t^2), summed into db;
-              dh_{t-1} = dA_t Wh.T
-           4. dWx, dWh, dx single GEMMs after the loop
+Same numbers as fastlstm.reference.rnn_forward / rnn_backward, whose steps carry
+the same numbers; the schedule is the one of _lstm.pyx with a single gate block
+(docs/DESIGN.md, "The schedule"):
+  forward  1. A = X Wx + b, one GEMM, written into y
+           2. per step: S = h_{t-1} Wh;  3. h_t = tanh(A_t + S), in place in y
+  backward 4. per step dA_t = (dh_t + dy_t)(1 - h_t^2), summed into db
+           5. dh_{t-1} = dA_t Wh.T
+           6. dWx, dWh, dx single GEMMs after the loop
 Each time loop runs in one parallel region, one barrier per step. Thread p owns
 the hidden units [j0, j1), whole blocks of U (one SIMD vector), and packs Wh's
 columns (forward) and rows (backward) for them into panels before its first step
@@ -55,13 +57,13 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
     y = empty((T, B, H), dtype)
-    cdef floating[:, :, ::1] y_ = y
+    cdef floating[:, :, ::1] y_v = y
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
     cdef floating[::1] Whp = empty(max(H * Hp, I * H), dtype)
     cdef floating[::1] S = empty(B * Hp, dtype)
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
-        _forward(x, Wx, Wh, b, h0, Whp, S, y_, nt)
+        _forward(x, Wx, Wh, b, h0, Whp, S, y_v, nt)
     if not cache:
         return y, y[T - 1].copy(), None
     saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y)
@@ -93,7 +95,7 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
         pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 1, H, u.q0, u.q1)
         for t in range(T):
             h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
-            # 2. S = h_{t-1} Wh for the thread's units;  h_t = tanh(A_t + S)
+            # 2. S = h_{t-1} Wh for the thread's units;  3. h_t = tanh(A_t + S)
             step_gemm(h_prev, &Whp[0], &S[B * u.j0], B, H, 1, u.q0, u.q1)
             for r in range(B):
                 _tanh_row(&y[t, r, u.j0], &S[B * u.j0 + r * n], u.j1 - u.j0)
@@ -126,7 +128,7 @@ def rnn_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
         step_projection(&x[0, 0], &Wxp[0], &bp[0], &A[0, 0], B, I, Np)
         u = my_units(H, U)
         n = (u.q1 - u.q0) * U
-        # 2. S = h Wh for the thread's units;  h_next = tanh(A + S)
+        # 2. S = h Wh for the thread's units;  3. h_next = tanh(A + S)
         step_gemm(&h[0, 0], &Whp[0], &S[B * u.j0], B, H, 1, u.q0, u.q1)
         for r in range(B):
             _tanh_row(&A[r, u.j0], &S[B * u.j0 + r * n], u.j1 - u.j0)
@@ -152,13 +154,13 @@ def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     dh[:, :H] = dhT
     cdef floating[::1] WhTp = empty(backward_scratch(I, Hp, H), dtype)
     dA = empty((T, B, H), dtype)
-    cdef floating[:, :, ::1] dA_, dx_
-    cdef floating[:, ::1] dh_, dWx_, dWh_
-    cdef floating[::1] db_
-    dA_, dx_, dh_, dWx_, dWh_, db_ = dA, dx, dh, dWx, dWh, db
+    cdef floating[:, :, ::1] dA_v, dx_v
+    cdef floating[:, ::1] dh_v, dWx_v, dWh_v
+    cdef floating[::1] db_v
+    dA_v, dx_v, dh_v, dWx_v, dWh_v, db_v = dA, dx, dh, dWx, dWh, db
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
-        _backward(x, Wx, Wh, h0, y, dy, WhTp, dA_, dh_, dx_, dWx_, dWh_, db_, nt)
+        _backward(x, Wx, Wh, h0, y, dy, WhTp, dA_v, dh_v, dx_v, dWx_v, dWh_v, db_v, nt)
     return dx, dWx, dWh, db, np.ascontiguousarray(dh[:, :H])
 
 
@@ -182,24 +184,25 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef UnitSpan u
     cdef Py_ssize_t t, s, r
     cdef int P = block_threads(B, H, 1, U, n_threads)
-    # Iteration t finishes step t (dh_{t-1} = dA_t Wh.T for the thread's units) and
-    # starts step t-1, which needs only those units: one barrier per step.
+    # Iteration t finishes step t with 5. (dh_{t-1} = dA_t Wh.T for the thread's
+    # units) and starts step t-1, which needs only those units: one barrier per step.
     with parallel(num_threads=P):
         u = my_units(H, U)
         pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, H, u.q0, u.q1)
         for t in range(T, -1, -1):
             if t < T:
+                # 5. dh_{t-1} = dA_t Wh.T for the thread's units
                 step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, H, u.q0, u.q1,
                                False)
             if t > 0:
-                # 3. dA_{t-1} = (dh_{t-1} + dy_{t-1}) * (1 - h_{t-1}^2)
+                # 4. dA_{t-1} = (dh_{t-1} + dy_{t-1}) * (1 - h_{t-1}^2)
                 s = t - 1
                 for r in range(B):
                     _tanh_row_backward(&y[s, r, u.j0], &dh[r, u.j0], &dy[s, r, u.j0],
                                        &dA[s, r, u.j0], &db[u.j0], u.j1 - u.j0)
             # step t-1 reads all of dA_{t-1}
             fl_team_barrier()
-    # 4. dWx, dWh, dx as GEMMs over all T*B rows
+    # 6. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
                  &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],
                  T, B, I, H, H, n_threads)

@@ -1,5 +1,5 @@
 /* The OpenMP team of the enclosing parallel region, for time loops that run
- * inside one region (DESIGN.md section 4, persistent threads): the team's size,
+ * inside one region (docs/DESIGN.md, "Threads"): the team's size,
  * the calling thread's rank in it, and the team's barrier.
  *
  * The team can be smaller than the threads asked for (nested in another region,

@@ -1,5 +1,6 @@
-/* The per-step recurrent product on weights packed once per call (DESIGN.md
- * section 4, weight-stationary).
+/* The register-tiled GEMM on weights packed into panels (docs/DESIGN.md, "The
+ * packed panels"): the per-step recurrent product h_{t-1} Wh, and the input
+ * projection, the weight gradients and dx where their columns are whole panels.
  *
  * BLAS packs its B operand again at every call: for the per-step h_{t-1} Wh that
  * repacking took more time than the multiply itself (perf, B=16 H=256). Here the

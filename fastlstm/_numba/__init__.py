@@ -1,6 +1,7 @@
-"""Numba backend: the six kernel-contract functions (DESIGN.md) over the Numba
-kernels of rnn.py, lstm.py and gru.py. Compiled code is cached on disk, so only a
-process's first call ever compiles; `warm_up()` does that ahead of time.
+"""Numba backend: the functions of the kernel contract (docs/DESIGN.md, "The kernel
+contract") over the Numba kernels of rnn.py, lstm.py, gru.py and step.py.
+Compiled code is cached on disk, so only a process's first call ever compiles;
+`warm_up()` does that ahead of time.
 
 These wrappers allocate and call, like the Cython drivers; shapes are trusted
 (fastlstm.ops checks them).

@@ -1,7 +1,15 @@
 """Helpers shared by the Numba cell kernels: gate functions, thread splits, the
-hoisted GEMMs. Same schedule as the Cython kernels (src_cy/_common.pxd): BLAS runs
-single-threaded (the wrappers hold fastlstm._threads.single_threaded_blas) inside
-Numba's own threads, which split hidden units per step and rows around the loop."""
+hoisted GEMMs.
+
+The Numba schedule (docs/DESIGN.md, "The Numba backend") differs from the Cython
+kernels': every GEMM is np.dot, single-threaded BLAS (the wrappers hold
+fastlstm._threads.single_threaded_blas) inside Numba's threads, not the panel
+kernel; a step's work goes to P = step_threads(B, H, n) threads (at least 16
+units and 2048 of B*H each) through a prange per step, or none where P is 1:
+the forward's on the columns of Wh for its units, copied once per call, the
+backward's on Wh's rows in place; the weight gradients split the T*B rows
+across threads, each summing a partial product, added after; db is summed
+after the loop."""
 from fractions import Fraction
 
 import numpy as np

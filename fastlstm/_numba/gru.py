@@ -1,5 +1,6 @@
-"""GRU forward and BPTT kernels in Numba (PyTorch semantics, gates r, z, n); the
-schedule of src_cy/_gru.pyx."""
+"""GRU forward and BPTT kernels in Numba (PyTorch semantics, gates r, z, n), on the
+Numba schedule (common.py), with the steps of lstm.py; the recurrent product S
+has a buffer of its own, as the reset gate scales only its n block."""
 import numpy as np
 from numba import njit, prange
 

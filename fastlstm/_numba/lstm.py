@@ -1,9 +1,10 @@
-"""LSTM forward and BPTT kernels in Numba (gate blocks i, f, g, o).
-
-The schedule of src_cy/_lstm.pyx: 1. A = X Wx + b hoisted; 2. per step, thread p
-owns units [j0, j1): S_p = h_{t-1} Wh_p on its packed panel, then the fused gate
-pass; 3. BPTT per step: fused pass for dA_t, dh_{t-1}[:, j0:j1] = dA_t Wh[j0:j1].T;
-4. the weight gradients as GEMMs after the loop.
+"""LSTM forward and BPTT kernels in Numba (gate blocks i, f, g, o), on the Numba
+schedule (common.py): 1. A = X Wx + b hoisted, rows split across threads; per
+step, thread p owns units [j0, j1): 2. S_p = h_{t-1} Wh_p with np.dot on its
+copied slice of Wh, 3. the gate pass, as loops LLVM vectorises; backward per
+step 4. dA_t for the thread's units, then 5. dh_{t-1}[:, j0:j1] = dA_t
+Wh[j0:j1].T; 6. the weight gradients as partial products over rows after the
+loop.
 """
 import numpy as np
 from numba import njit, prange

@@ -1,4 +1,5 @@
-"""tanh RNN forward and BPTT kernels in Numba; the schedule of src_cy/_rnn.pyx."""
+"""tanh RNN forward and BPTT kernels in Numba, on the Numba schedule (common.py),
+with the steps of lstm.py and one gate block."""
 import numpy as np
 from numba import njit, prange
 
