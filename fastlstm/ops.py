@@ -10,9 +10,16 @@ the forward one even where the caller writes into them in between.
 Shapes: x (T, B, I); Wx (I, G*H); Wh (H, G*H); b (G*H,); h0, c0 (B, H);
 y, dy (T, B, H); G = 1 (RNN), 4 (LSTM), 3 (GRU). One dtype per call: float32 or
 float64, taken from x.
+
+lengths (B,) int, 1 <= lengths[b] <= T, or None (every row runs all T steps): past
+its length a row's state stays, its outputs are 0 and dy there counts for nothing;
+the final state is each row's state at its own end. The backends take the rows
+sorted longest first (docs/DESIGN.md, "The kernel contract"): this module sorts
+them where they are not, and puts every result back in the caller's order.
 """
 import numpy as np
 
+from ._rows import by_length, put, take
 from ._threads import team_size
 from .backends import available_backends, get_backend
 from .cells import CELLS
@@ -83,6 +90,37 @@ def _inputs(G, x, Wx, Wh):
     return x, Wx, Wh, (T, B, I, H)
 
 
+def lengths_array(lengths, T, B, rows="B", steps="T"):
+    """lengths checked against T steps and B rows, as an intp array (B,), or None
+    where every row runs all T steps (None given, or all lengths T): a TypeError or
+    ValueError that says what is wrong otherwise (naming the sizes rows and steps)."""
+    if lengths is None:
+        return None
+    a = np.asarray(lengths)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"lengths: expected an int array of shape ({rows},) = ({B},), got "
+                        f"dtype {a.dtype}")
+    if a.shape != (B,):
+        raise ValueError(f"lengths: expected shape ({rows},) = ({B},), got {a.shape}")
+    bad = (a < 1) | (a > T)
+    if bad.any():
+        b = int(np.argmax(bad))
+        raise ValueError(f"lengths: expected 1 <= lengths[{rows.lower()}] <= {steps} = {T}, "
+                         f"got lengths[{b}] = {a[b]}")
+    return None if (a == T).all() else a.astype(np.intp)
+
+
+def _sorted(lengths, T, B, batch):
+    """Check lengths and sort the rows longest first: (order or None, sorted
+    lengths or None, the arrays of batch with their rows in that order). batch is
+    [(array, axis of its rows)]."""
+    lengths = lengths_array(lengths, T, B)
+    order = None
+    if lengths is not None:
+        order, lengths = by_length(lengths)
+    return order, lengths, [take(a, order, axis) for a, axis in batch]
+
+
 def _cache(cache, cell):
     """Check a forward cache before a compiled kernel reads it."""
     keys = CELLS[cell].cache
@@ -102,12 +140,17 @@ def _cache(cache, cell):
             raise ValueError(f"cache[{k!r}]: expected a C-contiguous {x.dtype} array of "
                              f"shape {want[k]}, got {getattr(a, 'shape', type(a))}; "
                              f"pass the cache returned by {cell}_forward unchanged")
+    lengths = cache.get("lengths")
+    if lengths is not None and (not isinstance(lengths, np.ndarray) or lengths.shape != (B,)
+                                or lengths.dtype != np.intp):
+        raise ValueError(f"cache['lengths']: expected None or an intp array of shape "
+                         f"({B},); pass the cache returned by {cell}_forward unchanged")
     return (T, B, I, H), x.dtype
 
 
 def _kept(pairs):
     """The arrays a cache holds: each checked array, copied where it is the caller's
-    own (given) rather than one the checks made."""
+    own (given) rather than one the checks or the sorting made."""
     return [a.copy() if a is given else a for a, given in pairs]
 
 
@@ -117,15 +160,48 @@ def _grads(T, B, H, dtype, dy, **final):
                    for k, v in final.items()]
 
 
-def rnn_forward(x, Wx, Wh, b, h0=None, *, backend="auto", cache=True):
+def _forward(cell, backend, cache, lengths, x, Wx, Wh, biases, states):
+    """The forward of cell on checked arrays: sort the rows by length, run the
+    backend, put y and the final state back in the caller's order. states are the
+    initial states (B, H), biases the checked bias vectors."""
+    given = (x, Wx, Wh) + tuple(states)
+    T, B = x.shape[:2]
+    order, lengths, (x, *states) = _sorted(lengths, T, B, [(x, 1)] + [(s, 0) for s in states])
+    arrays = (x, Wx, Wh) + tuple(states)
+    if cache:
+        arrays = _kept(zip(arrays, given))
+    x, Wx, Wh, *states = arrays
+    out = getattr(get_backend(backend), f"{cell}_forward")(
+        x, Wx, Wh, *biases, *states, cache=bool(cache), lengths=lengths)
+    y, finals, kept = out[0], out[1:-1], out[-1]
+    if kept is not None:
+        kept["order"] = order
+    return (put(y, order, 1),) + tuple(put(f, order, 0) for f in finals) + (kept,)
+
+
+def _backward(cell, backend, cache, dy, finals):
+    """The backward of cell: the gradients in the rows' sorted order for the
+    backend, its results back in the caller's order."""
+    (T, B, I, H), d = _cache(cache, cell)
+    dy, *finals = _grads(T, B, H, d, dy, **finals)
+    order = cache.get("order")
+    if order is not None and (not isinstance(order, np.ndarray) or order.shape != (B,)):
+        raise ValueError(f"cache['order']: expected None or an array of shape ({B},); "
+                         f"pass the cache returned by {cell}_forward unchanged")
+    dy = take(dy, order, 1)
+    finals = [take(f, order, 0) for f in finals]
+    out = getattr(get_backend(backend), f"{cell}_backward")(cache, dy, *finals)
+    n_states = len(CELLS[cell].states)
+    return (put(out[0], order, 1),) + tuple(out[1:-n_states]) \
+        + tuple(put(d0, order, 0) for d0 in out[-n_states:])
+
+
+def rnn_forward(x, Wx, Wh, b, h0=None, *, lengths=None, backend="auto", cache=True):
     """tanh RNN over a sequence.  Returns y (T, B, H), hT (B, H), cache."""
-    given = (x, Wx, Wh, h0)
     x, Wx, Wh, (T, B, I, H) = _inputs(1, x, Wx, Wh)
     b = _array("b", b, (H,), x.dtype, "(H,)")
     h0 = _array("h0", h0, (B, H), x.dtype, "(B, H)", optional=True)
-    if cache:
-        x, Wx, Wh, h0 = _kept(zip((x, Wx, Wh, h0), given))
-    return get_backend(backend).rnn_forward(x, Wx, Wh, b, h0, cache=bool(cache))
+    return _forward("rnn", backend, cache, lengths, x, Wx, Wh, (b,), (h0,))
 
 
 def rnn_backward(cache, dy=None, dhT=None, *, backend="auto"):
@@ -133,21 +209,17 @@ def rnn_backward(cache, dy=None, dhT=None, *, backend="auto"):
 
     Returns dx, dWx, dWh, db, dh0.
     """
-    (T, B, I, H), d = _cache(cache, "rnn")
-    dy, dhT = _grads(T, B, H, d, dy, dhT=dhT)
-    return get_backend(backend).rnn_backward(cache, dy, dhT)
+    return _backward("rnn", backend, cache, dy, dict(dhT=dhT))
 
 
-def lstm_forward(x, Wx, Wh, b, h0=None, c0=None, *, backend="auto", cache=True):
+def lstm_forward(x, Wx, Wh, b, h0=None, c0=None, *, lengths=None, backend="auto",
+                 cache=True):
     """LSTM (gates i, f, g, o) over a sequence.  Returns y (T, B, H), hT, cT (B, H), cache."""
-    given = (x, Wx, Wh, h0, c0)
     x, Wx, Wh, (T, B, I, H) = _inputs(4, x, Wx, Wh)
     b = _array("b", b, (4 * H,), x.dtype, "(4H,)")
     h0 = _array("h0", h0, (B, H), x.dtype, "(B, H)", optional=True)
     c0 = _array("c0", c0, (B, H), x.dtype, "(B, H)", optional=True)
-    if cache:
-        x, Wx, Wh, h0, c0 = _kept(zip((x, Wx, Wh, h0, c0), given))
-    return get_backend(backend).lstm_forward(x, Wx, Wh, b, h0, c0, cache=bool(cache))
+    return _forward("lstm", backend, cache, lengths, x, Wx, Wh, (b,), (h0, c0))
 
 
 def lstm_backward(cache, dy=None, dhT=None, dcT=None, *, backend="auto"):
@@ -155,24 +227,19 @@ def lstm_backward(cache, dy=None, dhT=None, dcT=None, *, backend="auto"):
 
     Returns dx, dWx, dWh, db, dh0, dc0.
     """
-    (T, B, I, H), d = _cache(cache, "lstm")
-    dy, dhT, dcT = _grads(T, B, H, d, dy, dhT=dhT, dcT=dcT)
-    return get_backend(backend).lstm_backward(cache, dy, dhT, dcT)
+    return _backward("lstm", backend, cache, dy, dict(dhT=dhT, dcT=dcT))
 
 
-def gru_forward(x, Wx, Wh, bx, bh, h0=None, *, backend="auto", cache=True):
+def gru_forward(x, Wx, Wh, bx, bh, h0=None, *, lengths=None, backend="auto", cache=True):
     """GRU (PyTorch semantics, gates r, z, n) over a sequence.
 
     Returns y (T, B, H), hT (B, H), cache.
     """
-    given = (x, Wx, Wh, h0)
     x, Wx, Wh, (T, B, I, H) = _inputs(3, x, Wx, Wh)
     bx = _array("bx", bx, (3 * H,), x.dtype, "(3H,)")
     bh = _array("bh", bh, (3 * H,), x.dtype, "(3H,)")
     h0 = _array("h0", h0, (B, H), x.dtype, "(B, H)", optional=True)
-    if cache:
-        x, Wx, Wh, h0 = _kept(zip((x, Wx, Wh, h0), given))
-    return get_backend(backend).gru_forward(x, Wx, Wh, bx, bh, h0, cache=bool(cache))
+    return _forward("gru", backend, cache, lengths, x, Wx, Wh, (bx, bh), (h0,))
 
 
 def gru_backward(cache, dy=None, dhT=None, *, backend="auto"):
@@ -180,6 +247,4 @@ def gru_backward(cache, dy=None, dhT=None, *, backend="auto"):
 
     Returns dx, dWx, dWh, dbx, dbh, dh0.
     """
-    (T, B, I, H), d = _cache(cache, "gru")
-    dy, dhT = _grads(T, B, H, d, dy, dhT=dhT)
-    return get_backend(backend).gru_backward(cache, dy, dhT)
+    return _backward("gru", backend, cache, dy, dict(dhT=dhT))

@@ -34,21 +34,43 @@ def _h_prev(y, h0, t):
     return h0 if t == 0 else y[t - 1]
 
 
+def _alive(lengths, t):
+    """(B, 1) bool: the rows still running at step t (lengths[b] > t); None for
+    every row, where lengths is None."""
+    return None if lengths is None else (lengths > t)[:, None]
+
+
+def _keep(alive, new, old):
+    """new where the row runs at this step, else old: an ended row's state stays."""
+    return new if alive is None else np.where(alive, new, old)
+
+
+def _out(alive, h):
+    """The step's output: h, and 0 for the rows that have ended."""
+    return h if alive is None else np.where(alive, h, 0)
+
+
 # ----------------------------------------------------------------------------- RNN
 
 
-def rnn_forward(x, Wx, Wh, b, h0, cache=True):
-    """h_t = tanh(x_t Wx + h_{t-1} Wh + b).  Returns y (T, B, H), hT (B, H), cache."""
+def rnn_forward(x, Wx, Wh, b, h0, cache=True, lengths=None):
+    """h_t = tanh(x_t Wx + h_{t-1} Wh + b).  Returns y (T, B, H), hT (B, H), cache.
+
+    lengths (B,) int, 1 <= lengths[b] <= T, or None (every row runs T steps): past
+    a row's length its state stays and its outputs are 0, and hT is each row's
+    state at its own end (likewise in every forward below)."""
     T, B, _ = x.shape
     H = Wh.shape[0]
     y = np.empty((T, B, H), dtype=x.dtype)
     h = h0
     for t in range(T):
+        alive = _alive(lengths, t)
         # 1. x_t Wx, 2. h_{t-1} Wh, 3. h_t = tanh(... + b)
-        h = np.tanh(x[t] @ Wx + h @ Wh + b)
-        y[t] = h
-    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y) if cache else None
-    return y, y[-1].copy(), cache
+        h_new = np.tanh(x[t] @ Wx + h @ Wh + b)
+        h = _keep(alive, h_new, h)
+        y[t] = _out(alive, h_new)
+    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, lengths=lengths) if cache else None
+    return y, np.array(h), cache
 
 
 def rnn_backward(cache, dy, dhT):
@@ -57,29 +79,33 @@ def rnn_backward(cache, dy, dhT):
     Returns dx, dWx, dWh, db, dh0.
     """
     x, Wx, Wh, h0, y = (cache[k] for k in ("x", "Wx", "Wh", "h0", "y"))
+    lengths = cache.get("lengths")
     dx = np.zeros_like(x)
     dWx, dWh = np.zeros_like(Wx), np.zeros_like(Wh)
     db = np.zeros(Wh.shape[1], dtype=x.dtype)
     dh = dhT.copy()
     for t in reversed(range(x.shape[0])):
+        # an ended row passed its state through this step unchanged: its gradient
+        # passes back unchanged, and dy past its end counts for nothing
+        alive = _alive(lengths, t)
         # 4. dA_t = (dh_t + dy_t) tanh'(a_t), tanh' = 1 - h_t^2
-        dh = dh + dy[t]
+        dh_t = dh + dy[t]
         h_prev = _h_prev(y, h0, t)
-        da = dh * (1.0 - y[t] ** 2)
+        da = _out(alive, dh_t * (1.0 - y[t] ** 2))
         # 6. the weight gradients and dx
         dWx += x[t].T @ da
         dWh += h_prev.T @ da
         db += da.sum(axis=0)
         dx[t] = da @ Wx.T
         # 5. dh_{t-1} = dA_t Wh.T
-        dh = da @ Wh.T
+        dh = _keep(alive, da @ Wh.T, dh)
     return dx, dWx, dWh, db, dh
 
 
 # ---------------------------------------------------------------------------- LSTM
 
 
-def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True):
+def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True, lengths=None):
     """a = x_t Wx + h_{t-1} Wh + b;  i, f, o = sigmoid(a_i, a_f, a_o);  g = tanh(a_g);
     c_t = f*c_{t-1} + i*g;  h_t = o*tanh(c_t).
 
@@ -92,6 +118,7 @@ def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True):
     gates = np.empty((T if cache else 1, B, 4 * H), dtype=x.dtype)
     h_t, c_t = h0, c0
     for t in range(T):
+        alive = _alive(lengths, t)
         # 1. x_t Wx, 2. h_{t-1} Wh, + b
         a = x[t] @ Wx + h_t @ Wh + b
         # 3. the gate pass
@@ -99,55 +126,60 @@ def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True):
         f = sigmoid(a[:, 1 * H:2 * H])
         g = np.tanh(a[:, 2 * H:3 * H])
         o = sigmoid(a[:, 3 * H:4 * H])
-        c_t = f * c_t + i * g
-        h_t = o * np.tanh(c_t)
+        c_new = f * c_t + i * g
+        h_new = o * np.tanh(c_new)
+        c_t, h_t = _keep(alive, c_new, c_t), _keep(alive, h_new, h_t)
         k = t if cache else 0
         gates[k] = np.concatenate([i, f, g, o], axis=1)
-        c[k], y[t] = c_t, h_t
-    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, c0=c0, y=y, c=c, gates=gates) if cache else None
-    return y, y[-1].copy(), c[-1].copy(), cache
+        c[k], y[t] = c_t, _out(alive, h_new)
+    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, c0=c0, y=y, c=c, gates=gates,
+                 lengths=lengths) if cache else None
+    return y, np.array(h_t), np.array(c_t), cache
 
 
 def lstm_backward(cache, dy, dhT, dcT):
     """Returns dx, dWx, dWh, db, dh0, dc0 for dy (T, B, H), dhT and dcT (B, H)."""
     x, Wx, Wh, h0, c0, y, c, gates = (
         cache[k] for k in ("x", "Wx", "Wh", "h0", "c0", "y", "c", "gates"))
+    lengths = cache.get("lengths")
     H = Wh.shape[0]
     dx = np.zeros_like(x)
     dWx, dWh = np.zeros_like(Wx), np.zeros_like(Wh)
     db = np.zeros(4 * H, dtype=x.dtype)
     dh, dc = dhT.copy(), dcT.copy()
     for t in reversed(range(x.shape[0])):
+        # an ended row passed its state through this step unchanged (see rnn_backward)
+        alive = _alive(lengths, t)
         # 4. the gate pass backwards: dA_t, and dc_{t-1} below
         i, f, g, o = (gates[t][:, k * H:(k + 1) * H] for k in range(4))
         h_prev = _h_prev(y, h0, t)
         c_prev = c0 if t == 0 else c[t - 1]
         tanh_c = np.tanh(c[t])
-        dh = dh + dy[t]
-        do = dh * tanh_c
-        dc = dc + dh * o * (1.0 - tanh_c ** 2)
-        di, df, dg = dc * g, dc * c_prev, dc * i
-        da = np.concatenate([
+        dh_t = dh + dy[t]
+        do = dh_t * tanh_c
+        dc_t = dc + dh_t * o * (1.0 - tanh_c ** 2)
+        di, df, dg = dc_t * g, dc_t * c_prev, dc_t * i
+        da = _out(alive, np.concatenate([
             di * i * (1.0 - i),
             df * f * (1.0 - f),
             dg * (1.0 - g ** 2),
             do * o * (1.0 - o),
-        ], axis=1)
+        ], axis=1))
         # 6. the weight gradients and dx
         dWx += x[t].T @ da
         dWh += h_prev.T @ da
         db += da.sum(axis=0)
         dx[t] = da @ Wx.T
         # 5. dh_{t-1} = dA_t Wh.T
-        dh = da @ Wh.T
-        dc = dc * f
+        dh = _keep(alive, da @ Wh.T, dh)
+        dc = _keep(alive, dc_t * f, dc)
     return dx, dWx, dWh, db, dh, dc
 
 
 # ----------------------------------------------------------------------------- GRU
 
 
-def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True):
+def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True, lengths=None):
     """PyTorch's GRU: r = sigmoid(x Wx_r + bx_r + h Wh_r + bh_r), z likewise,
     n = tanh(x Wx_n + bx_n + r*(h Wh_n + bh_n)),  h_t = (1 - z)*n + z*h_{t-1}.
 
@@ -160,6 +192,7 @@ def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True):
     hn = np.empty((T if cache else 1, B, H), dtype=x.dtype)
     h = h0
     for t in range(T):
+        alive = _alive(lengths, t)
         # 1. x_t Wx + bx, 2. h_{t-1} Wh (+ bh)
         ax = x[t] @ Wx + bx
         ah = h @ Wh + bh
@@ -169,17 +202,20 @@ def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True):
         z = sigmoid(ax[:, 1 * H:2 * H] + ah[:, 1 * H:2 * H])
         hn[k] = ah[:, 2 * H:3 * H]
         n = np.tanh(ax[:, 2 * H:3 * H] + r * hn[k])
-        h = (1.0 - z) * n + z * h
+        h_new = (1.0 - z) * n + z * h
+        h = _keep(alive, h_new, h)
         gates[k] = np.concatenate([r, z, n], axis=1)
-        y[t] = h
-    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, gates=gates, hn=hn) if cache else None
-    return y, y[-1].copy(), cache
+        y[t] = _out(alive, h_new)
+    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, gates=gates, hn=hn,
+                 lengths=lengths) if cache else None
+    return y, np.array(h), cache
 
 
 def gru_backward(cache, dy, dhT):
     """Returns dx, dWx, dWh, dbx, dbh, dh0 for dy (T, B, H) and dhT (B, H)."""
     x, Wx, Wh, h0, y, gates, hn = (
         cache[k] for k in ("x", "Wx", "Wh", "h0", "y", "gates", "hn"))
+    lengths = cache.get("lengths")
     H = Wh.shape[0]
     dx = np.zeros_like(x)
     dWx, dWh = np.zeros_like(Wx), np.zeros_like(Wh)
@@ -187,17 +223,19 @@ def gru_backward(cache, dy, dhT):
     dbh = np.zeros(3 * H, dtype=x.dtype)
     dh = dhT.copy()
     for t in reversed(range(x.shape[0])):
+        # an ended row passed its state through this step unchanged (see rnn_backward)
+        alive = _alive(lengths, t)
         # 4. the gate pass backwards: dAX_t, dAH_t, and z dh_t of dh_{t-1}
         r, z, n = (gates[t][:, k * H:(k + 1) * H] for k in range(3))
         h_prev = _h_prev(y, h0, t)
-        dh = dh + dy[t]
-        dn = dh * (1.0 - z)
-        dz = dh * (h_prev - n)
+        dh_t = dh + dy[t]
+        dn = dh_t * (1.0 - z)
+        dz = dh_t * (h_prev - n)
         dan = dn * (1.0 - n ** 2)
         dar = dan * hn[t] * r * (1.0 - r)
         daz = dz * z * (1.0 - z)
-        dax = np.concatenate([dar, daz, dan], axis=1)
-        dah = np.concatenate([dar, daz, dan * r], axis=1)
+        dax = _out(alive, np.concatenate([dar, daz, dan], axis=1))
+        dah = _out(alive, np.concatenate([dar, daz, dan * r], axis=1))
         # 6. the weight gradients and dx
         dWx += x[t].T @ dax
         dWh += h_prev.T @ dah
@@ -205,7 +243,7 @@ def gru_backward(cache, dy, dhT):
         dbh += dah.sum(axis=0)
         dx[t] = dax @ Wx.T
         # 5. dh_{t-1} = z dh_t + dAH_t Wh.T
-        dh = dh * z + dah @ Wh.T
+        dh = _keep(alive, dh_t * z + dah @ Wh.T, dh)
     return dx, dWx, dWh, dbx, dbh, dh
 
 

@@ -317,6 +317,27 @@ cdef inline void step_gemm(const floating* h, const floating* Wp, floating* S,
                    False)
 
 
+cdef inline void finish_step(const Py_ssize_t* active, Py_ssize_t t, Py_ssize_t T,
+                             Py_ssize_t B, Py_ssize_t H, Py_ssize_t j0, Py_ssize_t j1,
+                             floating* y_t, const floating* c_t, floating* hT,
+                             floating* cT) noexcept nogil:
+    """After step t, for the calling thread's units [j0, j1): the rows that have
+    ended (running()) output 0 at t, and the rows whose last step t is hand their
+    state to hT (and to cT where it is not NULL, from c_t). y_t, c_t (B, H)."""
+    cdef Py_ssize_t r, j
+    cdef Py_ssize_t Bt = running(active, t, B)
+    cdef Py_ssize_t ending = 0 if t == T - 1 else running(active, t + 1, B)
+    for r in range(Bt, B):
+        for j in range(j0, j1):
+            y_t[r * H + j] = 0
+    for r in range(ending, Bt):
+        for j in range(j0, j1):
+            hT[r * H + j] = y_t[r * H + j]
+        if cT != NULL:
+            for j in range(j0, j1):
+                cT[r * H + j] = c_t[r * H + j]
+
+
 cdef inline void step_projection(const floating* x, const floating* Wxp, const floating* bp,
                                  floating* A, Py_ssize_t B, Py_ssize_t I,
                                  Py_ssize_t Np) noexcept nogil:
@@ -367,23 +388,45 @@ cdef inline void rows_times_panels(const floating* A, Py_ssize_t lda, Py_ssize_t
         r0 += mc
 
 
+cdef inline Py_ssize_t running(const Py_ssize_t* active, Py_ssize_t t,
+                               Py_ssize_t B) noexcept nogil:
+    """Rows still running at step t: the first active[t] of the B (the rows are
+    sorted by length, longest first), or all B without lengths (active NULL)."""
+    return B if active == NULL else active[t]
+
+
+cdef inline Py_ssize_t running_rows(const Py_ssize_t* active, Py_ssize_t T,
+                                    Py_ssize_t B) noexcept nogil:
+    """Rows still running, summed over T steps."""
+    cdef Py_ssize_t t, total = 0
+    if active == NULL:
+        return T * B
+    for t in range(T):
+        total += active[t]
+    return total
+
+
 cdef inline void input_projection(const floating* x, const floating* Wx, const floating* b,
-                                  floating* A, floating* Wxp, Py_ssize_t rows,
-                                  Py_ssize_t I, Py_ssize_t N, int n_threads,
-                                  bint pack=True) noexcept nogil:
-    """A := x @ Wx + b for x (rows, I), Wx (I, N), b (N,); rows split across threads.
+                                  floating* A, floating* Wxp, Py_ssize_t T, Py_ssize_t B,
+                                  Py_ssize_t I, Py_ssize_t N, const Py_ssize_t* active,
+                                  int n_threads, bint pack=True) noexcept nogil:
+    """A := x @ Wx + b for x (T, B, I), Wx (I, N), b (N,), A (T, B, N), the rows of
+    each step that are still running (running()) only; rows split across threads.
     Wxp is scratch of I*N elements for Wx's panels; without pack, it holds them
     already (a later window of the same forward)."""
-    cdef Py_ssize_t U = panel_units(x), p, lo, hi
+    cdef Py_ssize_t U = panel_units(x), p, t, lo, hi, Bt
+    cdef Py_ssize_t steps = 1 if active == NULL else T, rows = B * T // steps
     cdef UnitSpan u
-    n_threads = gemm_threads(rows, I, N, n_threads)
+    n_threads = gemm_threads(running_rows(active, T, B), I, N, n_threads)
     if N % U:
         for p in prange(n_threads, schedule='static', num_threads=n_threads):
-            lo = span_lo(rows, n_threads, p)
-            hi = span_lo(rows, n_threads, p + 1)
-            fill_rows(A + lo * N, b, hi - lo, N)
-            gemm(False, False, <int>(hi - lo), <int>N, <int>I, 1, x + lo * I, <int>I, Wx,
-                 <int>N, 1, A + lo * N, <int>N)
+            for t in range(steps):
+                Bt = rows if active == NULL else active[t]
+                lo = t * rows + span_lo(Bt, n_threads, p)
+                hi = t * rows + span_lo(Bt, n_threads, p + 1)
+                fill_rows(A + lo * N, b, hi - lo, N)
+                gemm(False, False, <int>(hi - lo), <int>N, <int>I, 1, x + lo * I, <int>I,
+                     Wx, <int>N, 1, A + lo * N, <int>N)
         return
     with parallel(num_threads=n_threads):
         if pack:
@@ -391,9 +434,11 @@ cdef inline void input_projection(const floating* x, const floating* Wx, const f
             pack_gate_blocks(Wx, Wxp, I, 1, N, u.q0, u.q1)
             # every thread reads all of Wx's panels
             fl_team_barrier()
-        lo = span_lo(rows, fl_team_size(), fl_team_rank())
-        hi = span_lo(rows, fl_team_size(), fl_team_rank() + 1)
-        rows_times_panels(x, I, lo, hi, I, Wxp, N, A, b)
+        for t in range(steps):
+            Bt = rows if active == NULL else active[t]
+            lo = t * rows + span_lo(Bt, fl_team_size(), fl_team_rank())
+            hi = t * rows + span_lo(Bt, fl_team_size(), fl_team_rank() + 1)
+            rows_times_panels(x, I, lo, hi, I, Wxp, N, A, b)
 
 
 # The forward without a cache (inference) keeps the input projection and the cell
@@ -409,25 +454,47 @@ cdef inline Py_ssize_t inference_window(Py_ssize_t T, Py_ssize_t step_elements) 
 
 
 cdef inline void rows_times_transposed(const floating* A, const floating* W,
-                                       floating* C, floating* Wp, Py_ssize_t rows,
-                                       Py_ssize_t N, Py_ssize_t I,
+                                       floating* C, floating* Wp, Py_ssize_t T,
+                                       Py_ssize_t B, Py_ssize_t N, Py_ssize_t I,
+                                       const Py_ssize_t* active,
                                        int n_threads) noexcept nogil:
-    """C := A @ W.T for A (rows, N), W (I, N), C (rows, I); rows split across
-    threads. Wp is scratch of I*N elements for W's panels."""
-    cdef Py_ssize_t U = panel_units(A), lo, hi
+    """C := A @ W.T for A (T, B, N), W (I, N), C (T, B, I), over the rows of each
+    step that are still running (running()); the others of C get 0. Rows split
+    across threads. Wp is scratch of I*N elements for W's panels."""
+    cdef Py_ssize_t U = panel_units(A), p, t, lo, hi, Bt, k
+    cdef Py_ssize_t steps = 1 if active == NULL else T, rows = B * T // steps
     cdef UnitSpan u
-    n_threads = gemm_threads(rows, N, I, n_threads)
+    n_threads = gemm_threads(running_rows(active, T, B), N, I, n_threads)
     if I % U:
-        gemm_split_rows(False, True, rows, I, N, 1, A, N, W, N, 0, C, I, n_threads)
+        for p in prange(n_threads, schedule='static', num_threads=n_threads):
+            for t in range(steps):
+                Bt = rows if active == NULL else active[t]
+                lo = t * rows + span_lo(Bt, n_threads, p)
+                hi = t * rows + span_lo(Bt, n_threads, p + 1)
+                gemm(False, True, <int>(hi - lo), <int>I, <int>N, 1, A + lo * N, <int>N, W,
+                     <int>N, 0, C + lo * I, <int>I)
+                _zero_rows(C + (t * rows + Bt) * I, rows - Bt, I, n_threads, p)
         return
     with parallel(num_threads=n_threads):
         u = my_units(I, U)
         pack_unit_blocks(W, Wp, I, N, u.q0, u.q1)
-        lo = span_lo(rows, fl_team_size(), fl_team_rank())
-        hi = span_lo(rows, fl_team_size(), fl_team_rank() + 1)
         # every thread reads all of W's panels
         fl_team_barrier()
-        rows_times_panels(A, N, lo, hi, N, Wp, I, C, NULL)
+        for t in range(steps):
+            Bt = rows if active == NULL else active[t]
+            lo = t * rows + span_lo(Bt, fl_team_size(), fl_team_rank())
+            hi = t * rows + span_lo(Bt, fl_team_size(), fl_team_rank() + 1)
+            rows_times_panels(A, N, lo, hi, N, Wp, I, C, NULL)
+            _zero_rows(C + (t * rows + Bt) * I, rows - Bt, I, fl_team_size(),
+                       fl_team_rank())
+
+
+cdef inline void _zero_rows(floating* C, Py_ssize_t n_rows, Py_ssize_t width, Py_ssize_t P,
+                            Py_ssize_t p) noexcept nogil:
+    """Part p of P of the n_rows rows of C (width columns each) := 0."""
+    cdef Py_ssize_t k
+    for k in range(span_lo(n_rows, P, p) * width, span_lo(n_rows, P, p + 1) * width):
+        C[k] = 0
 
 
 cdef enum:
@@ -450,10 +517,12 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
                               const floating* Wx, const floating* dAX, const floating* dAH,
                               floating* dWx, floating* dWh, floating* dx, floating* WT,
                               Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
-                              Py_ssize_t N, int n_threads) noexcept nogil:
-    """The BPTT GEMMs after the time loop, each over all T*B rows at once:
+                              Py_ssize_t N, const Py_ssize_t* active,
+                              int n_threads) noexcept nogil:
+    """6. The BPTT GEMMs after the time loop, each over all T*B rows at once:
         dWx = X.T @ dAX;  dWh = h0.T @ dAH[0] + Y[:-1].T @ dAH[1:];  dx = dAX @ Wx.T
-    dAX, dAH (T, B, N) are the gradients of the input and recurrent
+    over the rows of each step that are still running (running(); dx gets 0 in
+    the others). dAX, dAH (T, B, N) are the gradients of the input and recurrent
     pre-activations, N = G*H gate columns (one array for the RNN and LSTM, two
     for the GRU); WT is scratch of backward_scratch(I, Hp, N) elements. H = 0
     leaves dWh out and dx NULL leaves dx out: the Dense layer's backward is
@@ -471,34 +540,46 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
     Otherwise BLAS computes them transposed (dAX.T @ X) into WT, and they are
     transposed: in BLAS's column-major terms that makes dA the operand OpenBLAS
     packs with its fast copy (a quarter of the GEMM's time less)."""
-    cdef Py_ssize_t U = panel_units(x), TB = T * B, k0, k1, K
+    cdef Py_ssize_t U = panel_units(x), TB = T * B, k0, K, t, Bt
     cdef UnitSpan u
     cdef floating* PX = WT
     cdef floating* PH = WT if dAH == dAX else WT + GRAD_ROWS * N
     cdef const floating* hp
-    cdef int nt = gemm_threads(TB, I + H, N, n_threads)
+    cdef bint first
+    cdef int nt = gemm_threads(running_rows(active, T, B), I + H, N, n_threads)
     if N % U == 0 and max(I, H) * N * sizeof(floating) <= GRAD_MAX_BYTES * nt:
         with parallel(num_threads=nt):
             u = my_units(N, U)
-            k0 = 0
-            while k0 < TB:
-                # chunks of h0's rows, then of Y's, so each has one source of h_{t-1}
-                k1 = min(k0 + GRAD_ROWS, B if k0 < B else TB)
-                K = k1 - k0
+            k0, t, first = 0, 0, True
+            while True:
+                # the next chunk of rows: of h0's rows, then of Y's, so that each has
+                # one source of h_{t-1}; with lengths, of one step's running rows
+                if active == NULL:
+                    if k0 >= TB:
+                        break
+                    K = min(k0 + GRAD_ROWS, B if k0 < B else TB) - k0
+                else:
+                    while t < T and k0 >= t * B + active[t]:
+                        t = t + 1
+                        k0 = t * B
+                    if t >= T:
+                        break
+                    K = min(GRAD_ROWS, t * B + active[t] - k0)
+                hp = h0 + k0 * H if k0 < B else y + (k0 - B) * H
                 # panels GRAD_ROWS*U apart whatever K: a thread's panels of one
                 # chunk never overlap another's of the chunk before
                 pack_gate_blocks(dAX + k0 * N, PX, K, 1, N, u.q0, u.q1, GRAD_ROWS * U)
                 panel_gemm(I, K, u.q1 - u.q0, x + k0 * I, I, PX + u.q0 * GRAD_ROWS * U,
-                           GRAD_ROWS * U, dWx + u.j0, N, U, k0 > 0, True)
+                           GRAD_ROWS * U, dWx + u.j0, N, U, not first, True)
                 if H > 0:
-                    hp = h0 + k0 * H if k0 < B else y + (k0 - B) * H
                     if PH != PX:
                         pack_gate_blocks(dAH + k0 * N, PH, K, 1, N, u.q0, u.q1,
                                          GRAD_ROWS * U)
                     panel_gemm(H, K, u.q1 - u.q0, hp, H, PH + u.q0 * GRAD_ROWS * U,
-                               GRAD_ROWS * U, dWh + u.j0, N, U, k0 > 0, True)
-                k0 = k1
-    else:
+                               GRAD_ROWS * U, dWh + u.j0, N, U, not first, True)
+                k0 = k0 + K
+                first = False
+    elif active == NULL:
         gemm_split_rows(True, False, N, I, TB, 1, dAX, N, x, I, 0, WT, I, nt)
         transpose(WT, dWx, N, I, nt)
         if H > 0:
@@ -507,5 +588,16 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
                 gemm_split_rows(True, False, N, H, (T - 1) * B, 1, dAH + B * N, N, y, H,
                                 1, WT, H, nt)
             transpose(WT, dWh, N, H, nt)
+    else:
+        for t in range(T):
+            gemm_split_rows(True, False, N, I, active[t], 1, dAX + t * B * N, N,
+                            x + t * B * I, I, t > 0, WT, I, nt)
+        transpose(WT, dWx, N, I, nt)
+        if H > 0:
+            for t in range(T):
+                hp = h0 if t == 0 else y + (t - 1) * B * H
+                gemm_split_rows(True, False, N, H, active[t], 1, dAH + t * B * N, N, hp, H,
+                                t > 0, WT, H, nt)
+            transpose(WT, dWh, N, H, nt)
     if dx != NULL:
-        rows_times_transposed(dAX, Wx, dx, WT, TB, N, I, n_threads)
+        rows_times_transposed(dAX, Wx, dx, WT, T, B, N, I, active, n_threads)

@@ -58,7 +58,8 @@ def dense_forward(const floating[:, ::1] x, const floating[:, ::1] W,
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         # y = x @ W + b
-        input_projection(&x[0, 0], &Wn[0, 0], &bn[0], &y_v[0, 0], &Wp[0], M, K, Np, nt)
+        input_projection(&x[0, 0], &Wn[0, 0], &bn[0], &y_v[0, 0], &Wp[0], 1, M, K, Np,
+                         NULL, nt)
     return y if Np == N else np.ascontiguousarray(y[:, :N])
 
 
@@ -89,7 +90,7 @@ def dense_backward(const floating[:, ::1] x, const floating[:, ::1] W,
     with single_threaded_blas(), nogil:
         # dW = x.T @ dy;  dx = dy @ W.T
         weight_grads(&x[0, 0], NULL, NULL, &Wn[0, 0], &dyn[0, 0], NULL, &dW_v[0, 0], NULL,
-                     dx_p, &WT[0], 1, M, K, 0, Np, nt)
+                     dx_p, &WT[0], 1, M, K, 0, Np, NULL, nt)
         # db = dy.sum(axis=0)
         _column_sums(&dyn[0, 0], M, N, Np, &db_v[0], nt if M * N >= PARALLEL_MIN else 1)
     return dx, (dW if Np == N else np.ascontiguousarray(dW[:, :N])), db

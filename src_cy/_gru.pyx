@@ -28,9 +28,11 @@ from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
                       input_projection, inference_window, panel_units, padded_units,
                       block_threads,
                       pack_gate_blocks, pack_unit_blocks, step_gemm, step_grad_gemm,
-                      weight_grads, backward_scratch, add_row, step_projection)
+                      weight_grads, backward_scratch, add_row, step_projection, running,
+                      finish_step)
 
 from fastlstm._buffers import empty, zeros
+from fastlstm._rows import running_counts
 from fastlstm._cy._panels import step_weights
 from fastlstm._threads import single_threaded_blas, team_size
 
@@ -91,12 +93,14 @@ cdef inline void _gates_row_backward(const floating* a, const floating* hn,
 
 def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
                 const floating[:, ::1] Wh, const floating[::1] bx,
-                const floating[::1] bh, const floating[:, ::1] h0, bint cache=True):
-    """x (T, B, I), Wx (I, 3H), Wh (H, 3H), bx, bh (3H,), h0 (B, H).
+                const floating[::1] bh, const floating[:, ::1] h0, bint cache=True,
+                lengths=None):
+    """x (T, B, I), Wx (I, 3H), Wh (H, 3H), bx, bh (3H,), h0 (B, H); lengths (B,)
+    sorted longest first, 0 <= lengths <= T, or None.
 
     Returns y (T, B, H), hT (B, H), cache (see fastlstm.reference). Without cache,
     the cache is None and the loop keeps the gates and hn of a window of steps
-    only (_common.pxd, inference_window).
+    only (_common.pxd, inference_window). Each step runs the rows still running.
     Shapes are trusted (all sizes >= 1): fastlstm.ops checks them.
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
@@ -111,13 +115,19 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef floating[::1] S = empty(B * 3 * Hp, dtype)
     cdef floating[:, :, ::1] y_v, gates_v, hn_v
     y_v, gates_v, hn_v = y, gates, hn
+    hT = np.array(h0)   # rows of length 0 keep their state
+    cdef floating[:, ::1] hT_v = hT
+    counts = running_counts(lengths, T, B)
+    cdef const Py_ssize_t[::1] active_v = counts
+    cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
-        _forward(x, Wx, Wh, bx, bh, h0, Wxp, Whp, S, y_v, gates_v, hn_v, nt)
+        _forward(x, Wx, Wh, bx, bh, h0, Wxp, Whp, S, y_v, gates_v, hn_v, hT_v, active, nt)
     if not cache:
-        return y, y[T - 1].copy(), None
-    saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y, gates=gates, hn=hn)
-    return y, y[T - 1].copy(), saved
+        return y, hT, None
+    saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y, gates=gates, hn=hn,
+                 lengths=lengths)
+    return y, hT, saved
 
 
 cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
@@ -133,21 +143,25 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    floating[:, :, ::1] gates,        # OUT (W, B, 3H): [r, z, n] of step t
                                                      # at t % W
                    floating[:, :, ::1] hn,           # OUT (W, B, H), likewise
+                   floating[:, ::1] hT,              # OUT (B, H), each row at its end
+                   const Py_ssize_t* active,         # IN  (T,) rows running, or NULL
                    int n_threads) noexcept nogil:
     """The steps in windows of W = gates.shape[0] steps (all T where the cache is
-    kept): each projects its inputs, then runs its steps."""
+    kept): each projects its inputs, then runs its steps, on the rows still
+    running (the first active[t] at step t: the rows are sorted by length)."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t W = gates.shape[0], U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t N = 3 * H, t0, t1, t, r, n
+    cdef Py_ssize_t N = 3 * H, t0, t1, t, r, n, Bt
     cdef const floating* h_prev
     cdef int P = block_threads(B, H, 3, U, n_threads)
     t0 = 0
     while t0 < T:
         t1 = min(T, t0 + W)
-        # 1. AX = X Wx + bx over the window's rows
+        # 1. AX = X Wx + bx over the window's running rows
         input_projection(&x[t0, 0, 0], &Wx[0, 0], &bx[0], &gates[0, 0, 0], &Wxp[0],
-                         (t1 - t0) * B, I, N, n_threads, t0 == 0)
+                         t1 - t0, B, I, N, NULL if active == NULL else active + t0,
+                         n_threads, t0 == 0)
         with parallel(num_threads=P):
             u = my_units(H, U)
             n = (u.q1 - u.q0) * U
@@ -155,14 +169,17 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                 # the same layout whoever packs them (see _lstm.pyx)
                 pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 3, H, u.q0, u.q1)
             for t in range(t0, t1):
+                Bt = running(active, t, B)
                 h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
                 # 2. S = h_{t-1} Wh for the thread's units, on its packed panels
-                step_gemm(h_prev, &Whp[0], &S[B * 3 * u.j0], B, H, 3, u.q0, u.q1)
+                step_gemm(h_prev, &Whp[0], &S[B * 3 * u.j0], Bt, H, 3, u.q0, u.q1)
                 # 3. the gate pass
-                for r in range(B):
+                for r in range(Bt):
                     _gates_row(&gates[t - t0, r, u.j0], &S[B * 3 * u.j0 + r * 3 * n], n,
                                &bh[u.j0], &h_prev[r * H + u.j0], &hn[t - t0, r, u.j0],
                                &y[t, r, u.j0], u.j1 - u.j0, H)
+                finish_step(active, t, T, B, H, u.j0, u.j1, &y[t, 0, 0], NULL, &hT[0, 0],
+                            NULL)
                 # step t+1 reads all of h_t
                 fl_team_barrier()
         t0 = t1
@@ -229,10 +246,13 @@ def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef floating[:, ::1] dh_v, dWx_v, dWh_v
     cdef floating[::1] dbx_v, dbh_v
     dx_v, dh_v, dWx_v, dWh_v, dbx_v, dbh_v = dx, dh, dWx, dWh, dbx, dbh
+    counts = running_counts(cache.get("lengths"), T, B)
+    cdef const Py_ssize_t[::1] active_v = counts
+    cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         _backward(x, Wx, Wh, h0, y, gates, hn, dy, WhTp, dAX, dAH, dh_v, dx_v, dWx_v, dWh_v,
-                  dbx_v, dbh_v, nt)
+                  dbx_v, dbh_v, active, nt)
     return dx, dWx, dWh, dbx, dbh, np.ascontiguousarray(dh[:, :H])
 
 
@@ -254,6 +274,7 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[:, ::1] dWh,             # OUT (H, 3H)
                     floating[::1] dbx,                # OUT (3H,), zeroed
                     floating[::1] dbh,                # OUT (3H,), zeroed
+                    const Py_ssize_t* active,         # IN  (T,) rows running, or NULL
                     int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
@@ -268,14 +289,15 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
         pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, N, u.q0, u.q1)
         for t in range(T, -1, -1):
             if t < T:
-                # 5. dh_{t-1} += dAH_t Wh.T for the thread's units
-                step_grad_gemm(&dAH[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, N, u.q0, u.q1,
-                               True)
+                # 5. dh_{t-1} += dAH_t Wh.T for the thread's units, of the rows that
+                # ran step t (the others' dh passes their end unchanged)
+                step_grad_gemm(&dAH[t, 0, 0], &WhTp[0], &dh[0, 0], running(active, t, B),
+                               H, N, u.q0, u.q1, True)
             if t > 0:
                 # 4. dAX_{t-1}, dAH_{t-1} and the direct path z * dh_{t-1}
                 s = t - 1
                 h_prev = &h0[0, 0] if s == 0 else &y[s - 1, 0, 0]
-                for r in range(B):
+                for r in range(running(active, s, B)):
                     _gates_row_backward(&gates[s, r, u.j0], &hn[s, r, u.j0],
                                         &h_prev[r * H + u.j0], &dy[s, r, u.j0],
                                         &dh[r, u.j0], &dAX[s, r, u.j0],
@@ -286,4 +308,4 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     # 6. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dAX[0, 0, 0],
                  &dAH[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],
-                 T, B, I, H, 3 * H, n_threads)
+                 T, B, I, H, 3 * H, active, n_threads)

@@ -25,9 +25,10 @@ from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
                       input_projection, inference_window, panel_units, padded_units,
                       block_threads, pack_gate_blocks, pack_unit_blocks, step_gemm,
                       step_grad_gemm, weight_grads, backward_scratch, add_row,
-                      step_projection)
+                      step_projection, running, finish_step)
 
 from fastlstm._buffers import empty, zeros
+from fastlstm._rows import running_counts
 from fastlstm._cy._panels import step_weights
 from fastlstm._threads import single_threaded_blas, team_size
 
@@ -87,12 +88,15 @@ cdef inline void _gates_row_backward(const floating* a, const floating* c,
 
 def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
                  const floating[:, ::1] Wh, const floating[::1] b,
-                 const floating[:, ::1] h0, const floating[:, ::1] c0, bint cache=True):
-    """x (T, B, I), Wx (I, 4H), Wh (H, 4H), b (4H,), h0, c0 (B, H).
+                 const floating[:, ::1] h0, const floating[:, ::1] c0, bint cache=True,
+                 lengths=None):
+    """x (T, B, I), Wx (I, 4H), Wh (H, 4H), b (4H,), h0, c0 (B, H); lengths (B,)
+    sorted longest first, 0 <= lengths <= T, or None.
 
     Returns y (T, B, H), hT, cT (B, H), cache (see fastlstm.reference). Without
     cache, the cache is None and the loop keeps the gates and c of a window of
-    steps only (_common.pxd, inference_window).
+    steps only (_common.pxd, inference_window). Rows past their length cost no
+    work: each step runs the rows still running only.
     Shapes are trusted (all sizes >= 1): fastlstm.ops checks them.
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
@@ -101,22 +105,26 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     y = empty((T, B, H), dtype)
     c = empty((W, B, H), dtype)
     gates = empty((W, B, 4 * H), dtype)
-    cT = empty((B, H), dtype)
+    hT, cT = np.array(h0), np.array(c0)   # rows of length 0 keep their state
     cdef floating[:, :, ::1] y_v, c_v, gates_v
-    cdef floating[:, ::1] cT_v = cT
+    cdef floating[:, ::1] hT_v = hT, cT_v = cT
     y_v, c_v, gates_v = y, c, gates
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
     cdef floating[::1] Wxp = empty(I * 4 * H, dtype)
     cdef floating[::1] Whp = empty(H * 4 * Hp, dtype)
     cdef floating[::1] S = empty(B * 4 * Hp, dtype)
+    counts = running_counts(lengths, T, B)
+    cdef const Py_ssize_t[::1] active_v = counts
+    cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
-        _forward(x, Wx, Wh, b, h0, c0, Wxp, Whp, S, y_v, c_v, gates_v, cT_v, nt)
+        _forward(x, Wx, Wh, b, h0, c0, Wxp, Whp, S, y_v, c_v, gates_v, hT_v, cT_v, active,
+                 nt)
     if not cache:
-        return y, y[T - 1].copy(), cT, None
+        return y, hT, cT, None
     saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, c0=c0.base,
-                 y=y, c=c, gates=gates)
-    return y, y[T - 1].copy(), cT, saved
+                 y=y, c=c, gates=gates, lengths=lengths)
+    return y, hT, cT, saved
 
 
 cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
@@ -132,23 +140,27 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    floating[:, :, ::1] c,            # OUT (W, B, H): c_t at t % W
                    floating[:, :, ::1] gates,        # OUT (W, B, 4H): [i, f, g, o] of
                                                      # step t at t % W
-                   floating[:, ::1] cT,              # OUT (B, H)
+                   floating[:, ::1] hT,              # OUT (B, H), each row at its end
+                   floating[:, ::1] cT,              # OUT (B, H), likewise
+                   const Py_ssize_t* active,         # IN  (T,) rows running, or NULL
                    int n_threads) noexcept nogil:
     """The steps in windows of W = gates.shape[0] steps (all T where the cache is
-    kept): each projects its inputs, then runs its steps."""
+    kept): each projects its inputs, then runs its steps, on the rows still
+    running (the first active[t] at step t: the rows are sorted by length)."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t W = gates.shape[0], U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t t0, t1, t, r, n
+    cdef Py_ssize_t t0, t1, t, r, n, Bt
     cdef const floating* h_prev
     cdef const floating* c_prev
     cdef int P = block_threads(B, H, 4, U, n_threads)
     t0 = 0
     while t0 < T:
         t1 = min(T, t0 + W)
-        # 1. A = X Wx + b over the window's rows
+        # 1. A = X Wx + b over the window's running rows
         input_projection(&x[t0, 0, 0], &Wx[0, 0], &b[0], &gates[0, 0, 0], &Wxp[0],
-                         (t1 - t0) * B, I, 4 * H, n_threads, t0 == 0)
+                         t1 - t0, B, I, 4 * H, NULL if active == NULL else active + t0,
+                         n_threads, t0 == 0)
         with parallel(num_threads=P):
             u = my_units(H, U)
             n = (u.q1 - u.q0) * U
@@ -157,19 +169,21 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                 # window's team may use them as they are
                 pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 4, H, u.q0, u.q1)
             for t in range(t0, t1):
+                Bt = running(active, t, B)
                 h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
                 c_prev = &c0[0, 0] if t == 0 else &c[(t - 1) % W, 0, 0]
                 # 2. S = h_{t-1} Wh for the thread's units, on its packed panels
-                step_gemm(h_prev, &Whp[0], &S[B * 4 * u.j0], B, H, 4, u.q0, u.q1)
+                step_gemm(h_prev, &Whp[0], &S[B * 4 * u.j0], Bt, H, 4, u.q0, u.q1)
                 # 3. the gate pass
-                for r in range(B):
+                for r in range(Bt):
                     _gates_row(&gates[t - t0, r, u.j0], &S[B * 4 * u.j0 + r * 4 * n], n,
                                &c_prev[r * H + u.j0], &c[t % W, r, u.j0], &y[t, r, u.j0],
                                u.j1 - u.j0, H)
+                finish_step(active, t, T, B, H, u.j0, u.j1, &y[t, 0, 0], &c[t % W, 0, 0],
+                            &hT[0, 0], &cT[0, 0])
                 # step t+1 reads all of h_t
                 fl_team_barrier()
         t0 = t1
-    cT[...] = c[(T - 1) % W]
 
 
 def lstm_step_weights(const floating[:, ::1] Wx, const floating[:, ::1] Wh,
@@ -233,10 +247,13 @@ def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::
     cdef floating[::1] db_v
     cdef floating[::1] WhTp = empty(backward_scratch(I, Hp, 4 * H), dtype)
     dA_v, dx_v, dh_v, dc_v, dWx_v, dWh_v, db_v = dA, dx, dh, dc, dWx, dWh, db
+    counts = running_counts(cache.get("lengths"), T, B)
+    cdef const Py_ssize_t[::1] active_v = counts
+    cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         _backward(x, Wx, Wh, h0, c0, y, c, gates, dy, WhTp, dA_v, dh_v, dc_v, dx_v, dWx_v,
-                  dWh_v, db_v, nt)
+                  dWh_v, db_v, active, nt)
     return dx, dWx, dWh, db, np.ascontiguousarray(dh[:, :H]), dc
 
 
@@ -258,6 +275,7 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[:, ::1] dWx,             # OUT (I, 4H)
                     floating[:, ::1] dWh,             # OUT (H, 4H)
                     floating[::1] db,                 # OUT (4H,), zeroed
+                    const Py_ssize_t* active,         # IN  (T,) rows running, or NULL
                     int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
@@ -273,14 +291,15 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
         pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, N, u.q0, u.q1)
         for t in range(T, -1, -1):
             if t < T:
-                # 5. dh_{t-1} = dA_t Wh.T for the thread's units
-                step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, N, u.q0, u.q1,
-                               False)
+                # 5. dh_{t-1} = dA_t Wh.T for the thread's units, of the rows that
+                # ran step t (the others' dh passes their end unchanged)
+                step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], running(active, t, B),
+                               H, N, u.q0, u.q1, False)
             if t > 0:
                 # 4. dA_{t-1} from dh_{t-1}, dc_{t-1}
                 s = t - 1
                 c_prev = &c0[0, 0] if s == 0 else &c[s - 1, 0, 0]
-                for r in range(B):
+                for r in range(running(active, s, B)):
                     _gates_row_backward(&gates[s, r, u.j0], &c[s, r, u.j0],
                                         &c_prev[r * H + u.j0], &dh[r, u.j0],
                                         &dy[s, r, u.j0], &dc[r, u.j0], &dA[s, r, u.j0],
@@ -290,4 +309,4 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     # 6. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
                  &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],
-                 T, B, I, H, 4 * H, n_threads)
+                 T, B, I, H, 4 * H, active, n_threads)

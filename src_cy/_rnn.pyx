@@ -21,9 +21,10 @@ from cython.parallel cimport parallel
 from _common cimport (UnitSpan, my_units, fl_team_barrier, tanh_, input_projection,
                       panel_units, padded_units, block_threads, pack_gate_blocks,
                       pack_unit_blocks, step_gemm, step_grad_gemm, weight_grads,
-                      backward_scratch, add_row, step_projection)
+                      backward_scratch, add_row, step_projection, running, finish_step)
 
 from fastlstm._buffers import empty, zeros
+from fastlstm._rows import running_counts
 from fastlstm._cy._panels import step_weights
 from fastlstm._threads import single_threaded_blas, team_size
 
@@ -48,9 +49,11 @@ cdef inline void _tanh_row_backward(const floating* h, const floating* dh,
 
 def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
                 const floating[:, ::1] Wh, const floating[::1] b,
-                const floating[:, ::1] h0, bint cache=True):
-    """x (T, B, I), Wx (I, H), Wh (H, H), b (H,), h0 (B, H) -> y (T, B, H), hT, cache.
-    The loop keeps nothing beside y, which the cache holds (None without cache).
+                const floating[:, ::1] h0, bint cache=True, lengths=None):
+    """x (T, B, I), Wx (I, H), Wh (H, H), b (H,), h0 (B, H); lengths (B,) sorted
+    longest first, 0 <= lengths <= T, or None -> y (T, B, H), hT, cache. The loop
+    keeps nothing beside y, which the cache holds (None without cache); each step
+    runs the rows still running.
 
     Shapes are trusted (all sizes >= 1): fastlstm.ops checks them.
     """
@@ -61,13 +64,18 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
     cdef floating[::1] Whp = empty(max(H * Hp, I * H), dtype)
     cdef floating[::1] S = empty(B * Hp, dtype)
+    hT = np.array(h0)   # rows of length 0 keep their state
+    cdef floating[:, ::1] hT_v = hT
+    counts = running_counts(lengths, T, B)
+    cdef const Py_ssize_t[::1] active_v = counts
+    cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
-        _forward(x, Wx, Wh, b, h0, Whp, S, y_v, nt)
+        _forward(x, Wx, Wh, b, h0, Whp, S, y_v, hT_v, active, nt)
     if not cache:
-        return y, y[T - 1].copy(), None
-    saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y)
-    return y, y[T - 1].copy(), saved
+        return y, hT, None
+    saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y, lengths=lengths)
+    return y, hT, saved
 
 
 cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
@@ -79,26 +87,32 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                                                      # panels, then Wh's
                    floating[::1] S,                  # OUT (B*Hp,), h_{t-1} Wh, scratch
                    floating[:, :, ::1] y,            # OUT (T, B, H), also holds A
+                   floating[:, ::1] hT,              # OUT (B, H), each row at its end
+                   const Py_ssize_t* active,         # IN  (T,) rows running, or NULL
                    int n_threads) noexcept nogil:
+    """The steps on the rows still running (the first active[t] at step t: the rows
+    are sorted by length)."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
-    cdef Py_ssize_t t, r, n
+    cdef Py_ssize_t t, r, n, Bt
     cdef const floating* h_prev
     cdef int P = block_threads(B, H, 1, U, n_threads)
-    # 1. A = X Wx + b, written into y and turned into h in place
-    input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &y[0, 0, 0], &Whp[0], T * B, I, H,
-                     n_threads)
+    # 1. A = X Wx + b over the running rows, written into y and turned into h in place
+    input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &y[0, 0, 0], &Whp[0], T, B, I, H,
+                     active, n_threads)
     with parallel(num_threads=P):
         u = my_units(H, U)
         n = (u.q1 - u.q0) * U
         pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 1, H, u.q0, u.q1)
         for t in range(T):
+            Bt = running(active, t, B)
             h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
             # 2. S = h_{t-1} Wh for the thread's units;  3. h_t = tanh(A_t + S)
-            step_gemm(h_prev, &Whp[0], &S[B * u.j0], B, H, 1, u.q0, u.q1)
-            for r in range(B):
+            step_gemm(h_prev, &Whp[0], &S[B * u.j0], Bt, H, 1, u.q0, u.q1)
+            for r in range(Bt):
                 _tanh_row(&y[t, r, u.j0], &S[B * u.j0 + r * n], u.j1 - u.j0)
+            finish_step(active, t, T, B, H, u.j0, u.j1, &y[t, 0, 0], NULL, &hT[0, 0], NULL)
             # step t+1 reads all of h_t
             fl_team_barrier()
 
@@ -158,9 +172,13 @@ def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef floating[:, ::1] dh_v, dWx_v, dWh_v
     cdef floating[::1] db_v
     dA_v, dx_v, dh_v, dWx_v, dWh_v, db_v = dA, dx, dh, dWx, dWh, db
+    counts = running_counts(cache.get("lengths"), T, B)
+    cdef const Py_ssize_t[::1] active_v = counts
+    cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
-        _backward(x, Wx, Wh, h0, y, dy, WhTp, dA_v, dh_v, dx_v, dWx_v, dWh_v, db_v, nt)
+        _backward(x, Wx, Wh, h0, y, dy, WhTp, dA_v, dh_v, dx_v, dWx_v, dWh_v, db_v, active,
+                  nt)
     return dx, dWx, dWh, db, np.ascontiguousarray(dh[:, :H])
 
 
@@ -178,6 +196,7 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[:, ::1] dWx,             # OUT (I, H)
                     floating[:, ::1] dWh,             # OUT (H, H)
                     floating[::1] db,                 # OUT (H,), zeroed
+                    const Py_ssize_t* active,         # IN  (T,) rows running, or NULL
                     int n_threads) noexcept nogil:
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
@@ -191,13 +210,14 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
         pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, H, u.q0, u.q1)
         for t in range(T, -1, -1):
             if t < T:
-                # 5. dh_{t-1} = dA_t Wh.T for the thread's units
-                step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], B, H, H, u.q0, u.q1,
-                               False)
+                # 5. dh_{t-1} = dA_t Wh.T for the thread's units, of the rows that
+                # ran step t (the others' dh passes their end unchanged)
+                step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], running(active, t, B),
+                               H, H, u.q0, u.q1, False)
             if t > 0:
                 # 4. dA_{t-1} = (dh_{t-1} + dy_{t-1}) * (1 - h_{t-1}^2)
                 s = t - 1
-                for r in range(B):
+                for r in range(running(active, s, B)):
                     _tanh_row_backward(&y[s, r, u.j0], &dh[r, u.j0], &dy[s, r, u.j0],
                                        &dA[s, r, u.j0], &db[u.j0], u.j1 - u.j0)
             # step t-1 reads all of dA_{t-1}
@@ -205,4 +225,4 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     # 6. dWx, dWh, dx as GEMMs over all T*B rows
     weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
                  &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],
-                 T, B, I, H, H, n_threads)
+                 T, B, I, H, H, active, n_threads)

@@ -35,9 +35,9 @@ def problem(cell, T, B, I, H, dtype=np.float64, seed=0, dy=True, zero_state=Fals
     return p, grads
 
 
-def run(cell, backend, p, grads):
+def run(cell, backend, p, grads, lengths=None):
     """Forward then backward through fastlstm.ops; returns {name: array}."""
-    fwd = getattr(ops, f"{cell}_forward")(**p, backend=backend)
+    fwd = getattr(ops, f"{cell}_forward")(**p, lengths=lengths, backend=backend)
     bwd = getattr(ops, f"{cell}_backward")(fwd[-1], **grads, backend=backend)
     return dict(zip(OUTPUTS[cell], list(fwd[:-1]) + list(bwd)))
 

@@ -38,6 +38,22 @@ def test_wrong_dtypes(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("lengths, error, wanted", [
+    ([3, 0], ValueError, r"lengths: expected 1 <= lengths\[b\] <= T = 3, got lengths\[1\] = 0"),
+    ([4, 1], ValueError, r"lengths\[0\] = 4"),
+    ([-1, 2], ValueError, r"lengths\[0\] = -1"),
+    ([3, 2, 1], ValueError, r"lengths: expected shape \(B,\) = \(2,\), got \(3,\)"),
+    ([[3, 2]], ValueError, r"expected shape \(B,\) = \(2,\), got \(1, 2\)"),
+    ([2.0, 3.0], TypeError, "lengths: expected an int array of shape \\(B,\\) = \\(2,\\), got dtype float64"),
+    ([True, True], TypeError, "got dtype bool"),
+])
+def test_bad_lengths(backend, lengths, error, wanted):
+    p, _ = problem("lstm", 3, 2, 4, 5)
+    with pytest.raises(error, match=wanted):
+        ops.lstm_forward(**p, lengths=lengths, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_non_finite_and_empty(backend):
     p, _ = problem("gru", 3, 2, 4, 5)
     bad = p["x"].copy()

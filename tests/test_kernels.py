@@ -35,6 +35,53 @@ def test_kernel_equals_reference(backend, cell, dtype, T, B, I, H, dy):
     assert_same(run(cell, "numpy", p, g), run(cell, backend, p, g), dtype)
 
 
+def draw_lengths(T, B, seed):
+    """Lengths (B,) in [1, T], unsorted, with 1 and T among them where B allows."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, T + 1, B)
+    lengths[rng.permutation(B)[:2]] = [1, T][:B]
+    return lengths
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("cell", list(GATES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("T, B, I, H", SHAPES + [(9, 17, 6, 37)])
+def test_kernel_with_lengths_equals_reference(backend, cell, dtype, T, B, I, H):
+    """Rows of their own lengths (unsorted, 1 and T among them): every output and
+    gradient equals the reference's, on a batch the kernels split across threads."""
+    p, g = problem(cell, T, B, I, H, dtype, seed=T * B + H)
+    lengths = draw_lengths(T, B, seed=B)
+    with fastlstm.threads(2):
+        assert_same(run(cell, "numpy", p, g, lengths), run(cell, backend, p, g, lengths),
+                    dtype)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("cell", list(GATES))
+def test_inference_with_lengths_equals_training_forward(backend, cell):
+    """cache=False (the windowed inference path, windows crossing the rows' ends)
+    gives the outputs and final states of the training forward."""
+    p, _ = problem(cell, 40, 64, 3, 128, np.float64, seed=2)   # windows of 8-21 steps
+    lengths = draw_lengths(40, 64, seed=2)
+    forward = getattr(fastlstm.ops, f"{cell}_forward")
+    train = forward(**p, lengths=lengths, backend=backend)
+    infer = forward(**p, lengths=lengths, backend=backend, cache=False)
+    assert infer[-1] is None
+    for a, b in zip(infer[:-1], train[:-1]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", COMPILED + ["numpy"])
+@pytest.mark.parametrize("cell", list(GATES))
+def test_lengths_all_T_is_no_lengths(backend, cell):
+    p, g = problem(cell, 4, 3, 2, 5, np.float64, seed=4)
+    full = run(cell, backend, p, g, np.full(3, 4))
+    none = run(cell, backend, p, g)
+    for name in none:
+        np.testing.assert_array_equal(full[name], none[name], err_msg=name)
+
+
 @pytest.mark.parametrize("backend", COMPILED)
 @pytest.mark.parametrize("cell", list(GATES))
 def test_zero_initial_state(backend, cell):

@@ -43,3 +43,39 @@ def test_lstm_reference_follows_the_equations_on_one_step():
     h = sig(a[3]) * np.tanh(c)
     y, hT, cT, _ = R.lstm_forward(x, Wx, Wh, b, h0, c0)
     np.testing.assert_allclose([y[0, 0, 0], hT[0, 0], cT[0, 0]], [h, h, c], rtol=1e-15)
+
+
+@pytest.mark.parametrize("cell", list(GATES))
+def test_reference_with_lengths_matches_finite_differences(cell):
+    """Rows of lengths 3, 1, 4 (unsorted) in T = 4: the gradient of every argument,
+    dy past a row's end included (it must count for nothing)."""
+    p, g = problem(cell, 4, 3, 3, 4, np.float64, seed=5)
+    lengths = np.array([3, 1, 4])
+
+    def loss_and_grads_l(p):
+        fwd = getattr(R, f"{cell}_forward")(**p, lengths=lengths)
+        L = np.sum(fwd[0] * g["dy"]) + np.sum(fwd[1] * g["dhT"])
+        if cell == "lstm":
+            L += np.sum(fwd[2] * g["dcT"])
+        return L, getattr(R, f"{cell}_backward")(fwd[-1], **g)
+    _, grads = loss_and_grads_l(p)
+    for name, analytic in zip(CELLS[cell].forward_args, grads):
+        assert_grad(analytic, lambda: loss_and_grads_l(p)[0], p[name], name)
+
+
+@pytest.mark.parametrize("cell", list(GATES))
+def test_reference_with_lengths_is_each_row_run_alone(cell):
+    """A row of length L gives the outputs and final state of that row run for L
+    steps alone, and zeros after."""
+    p, _ = problem(cell, 5, 3, 2, 4, np.float64, seed=6)
+    lengths = np.array([2, 5, 1])
+    forward = getattr(R, f"{cell}_forward")
+    out = forward(**p, lengths=lengths)
+    for b, L in enumerate(lengths):
+        row = {k: (v[:L, b:b + 1] if k == "x" else v[b:b + 1] if k.endswith("0") else v)
+               for k, v in p.items()}
+        alone = forward(**row)
+        np.testing.assert_allclose(out[0][:L, b], alone[0][:, 0], rtol=1e-12, atol=1e-14)
+        assert not out[0][L:, b].any()
+        for final, want in zip(out[1:-1], alone[1:-1]):
+            np.testing.assert_allclose(final[b], want[0], rtol=1e-12, atol=1e-14)

@@ -10,6 +10,7 @@ import numba
 import numpy as np
 
 from .._buffers import empty
+from .._rows import running_counts
 from .._threads import single_threaded_blas, team_size
 from ..cells import CELLS
 from . import gru, lstm, rnn, step
@@ -33,25 +34,34 @@ def _windows(T, step_elements, cache):
     return [(t0, min(T, t0 + W)) for t0 in range(0, T, W)]
 
 
-def rnn_forward(x, Wx, Wh, b, h0, cache=True):
+def _running(lengths, T, B):
+    """The rows running at each step (T,): lengths' counts, or B at every step."""
+    counts = running_counts(lengths, T, B)
+    return np.full(T, B, np.intp) if counts is None else counts
+
+
+def rnn_forward(x, Wx, Wh, b, h0, cache=True, lengths=None):
     T, B, _ = x.shape
     y = empty((T, B, Wh.shape[0]), x.dtype)
+    hT = h0.copy()   # rows of length 0 keep their state
     with single_threaded_blas():
-        rnn.forward(x, Wx, Wh, b, h0, y, _threads())
-    return y, y[-1].copy(), dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y) if cache else None
+        rnn.forward(x, Wx, Wh, b, h0, y, hT, _running(lengths, T, B), _threads())
+    return y, hT, dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, lengths=lengths) if cache else None
 
 
 def rnn_backward(cache, dy, dhT):
+    T, B, _ = dy.shape
     dA = empty(dy.shape, dy.dtype)
     dh = dhT.copy()
     with single_threaded_blas():
         n = _threads()
-        rnn.backward(cache["Wh"], cache["y"], dy, dA, dh, n)
+        rnn.backward(cache["Wh"], cache["y"], dy, dA, dh, _running(cache.get("lengths"), T, B),
+                     n)
         dx, dWx, dWh = weight_grads(cache["x"], cache["h0"], cache["y"], cache["Wx"], dA, dA, n)
     return dx, dWx, dWh, dA.sum(axis=(0, 1)), dh
 
 
-def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True):
+def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True, lengths=None):
     T, B, _ = x.shape
     H = Wh.shape[0]
     windows = _windows(T, B * 4 * H, cache)
@@ -59,30 +69,36 @@ def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True):
     y = empty((T, B, H), x.dtype)
     c = empty((W, B, H), x.dtype)
     gates = empty((W, B, 4 * H), x.dtype)
+    hT, cT = h0.copy(), c0.copy()   # rows of length 0 keep their state
+    active = _running(lengths, T, B)
     h, c_prev = h0, c0
     with single_threaded_blas():
         n = _threads()
         for t0, t1 in windows:
+            # the counts of the window and of the step after it: a row ends in the
+            # window where the next count drops below it
             lstm.forward(x[t0:t1], Wx, Wh, b, h, c_prev, y[t0:t1], c[:t1 - t0],
-                         gates[:t1 - t0], n)
+                         gates[:t1 - t0], hT, cT, active[t0:t1 + 1], n)
             h, c_prev = y[t1 - 1], c[t1 - t0 - 1].copy()
     if not cache:
-        return y, y[-1].copy(), c_prev, None
-    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, c0=c0, y=y, c=c, gates=gates)
-    return y, y[-1].copy(), c[-1].copy(), cache
+        return y, hT, cT, None
+    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, c0=c0, y=y, c=c, gates=gates, lengths=lengths)
+    return y, hT, cT, cache
 
 
 def lstm_backward(cache, dy, dhT, dcT):
+    T, B, _ = dy.shape
     dA = empty(cache["gates"].shape, dy.dtype)
     dh, dc = dhT.copy(), dcT.copy()
     with single_threaded_blas():
         n = _threads()
-        lstm.backward(cache["Wh"], cache["c0"], cache["c"], cache["gates"], dy, dA, dh, dc, n)
+        lstm.backward(cache["Wh"], cache["c0"], cache["c"], cache["gates"], dy, dA, dh, dc,
+                      _running(cache.get("lengths"), T, B), n)
         dx, dWx, dWh = weight_grads(cache["x"], cache["h0"], cache["y"], cache["Wx"], dA, dA, n)
     return dx, dWx, dWh, dA.sum(axis=(0, 1)), dh, dc
 
 
-def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True):
+def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True, lengths=None):
     T, B, _ = x.shape
     H = Wh.shape[0]
     windows = _windows(T, B * 3 * H, cache)
@@ -90,26 +106,29 @@ def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True):
     y = empty((T, B, H), x.dtype)
     hn = empty((W, B, H), x.dtype)
     gates = empty((W, B, 3 * H), x.dtype)
+    hT = h0.copy()   # rows of length 0 keep their state
+    active = _running(lengths, T, B)
     h = h0
     with single_threaded_blas():
         n = _threads()
         for t0, t1 in windows:
             gru.forward(x[t0:t1], Wx, Wh, bx, bh, h, y[t0:t1], gates[:t1 - t0],
-                        hn[:t1 - t0], n)
+                        hn[:t1 - t0], hT, active[t0:t1 + 1], n)
             h = y[t1 - 1]
     if not cache:
-        return y, y[-1].copy(), None
-    return y, y[-1].copy(), dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, gates=gates, hn=hn)
+        return y, hT, None
+    return y, hT, dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, gates=gates, hn=hn, lengths=lengths)
 
 
 def gru_backward(cache, dy, dhT):
+    T, B, _ = dy.shape
     dAX = empty(cache["gates"].shape, dy.dtype)
     dAH = empty(dAX.shape, dAX.dtype)
     dh = dhT.copy()
     with single_threaded_blas():
         n = _threads()
         gru.backward(cache["Wh"], cache["h0"], cache["y"], cache["gates"], cache["hn"], dy,
-                     dAX, dAH, dh, n)
+                     dAX, dAH, dh, _running(cache.get("lengths"), T, B), n)
         dx, dWx, dWh = weight_grads(cache["x"], cache["h0"], cache["y"], cache["Wx"], dAX, dAH,
                                     n)
     return dx, dWx, dWh, dAX.sum(axis=(0, 1)), dAH.sum(axis=(0, 1)), dh

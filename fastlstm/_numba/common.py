@@ -97,6 +97,24 @@ def span_lo(n, parts, p):
 
 
 @njit(**JIT)
+def finish_step(active, t, y_t, hT):
+    """After step t: the rows that have ended (active[t] run, the rows sorted by
+    length) output 0, and the rows whose last step t is hand their state to hT."""
+    Bt = active[t]
+    ending = 0 if t == active.shape[0] - 1 else active[t + 1]
+    y_t[Bt:] = 0
+    hT[ending:Bt] = y_t[ending:Bt]
+
+
+@njit(**JIT)
+def finish_cell(active, t, c_t, cT):
+    """After step t: the rows whose last step t is hand their c to cT (LSTM)."""
+    Bt = active[t]
+    ending = 0 if t == active.shape[0] - 1 else active[t + 1]
+    cT[ending:Bt] = c_t[ending:Bt]
+
+
+@njit(**JIT)
 def step_threads(B, H, n_threads):
     """Threads for the per-step work: at least 16 units and 2048 of B*H each. With
     one, the kernels run the step outside prange: waking Numba's pool for every

@@ -4,21 +4,22 @@ has a buffer of its own, as the reset gate scales only its n block."""
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, dh_units, one_of, recurrent_units, sigmoid, span_lo, tanh, \
-    start_forward, step_threads
+from .common import JIT, dh_units, finish_step, one_of, recurrent_units, sigmoid, span_lo, \
+    start_forward, step_threads, tanh
 
 
 @njit(**JIT)
-def forward_units(t, j0, j1, h_prev, bh, Whp, S, gates, hn, y):
-    """Step t for units [j0, j1): AH_p = h_{t-1} Wh_p, then the fused gate pass."""
-    B, H = y.shape[1], y.shape[2]
+def forward_units(t, j0, j1, h_prev, bh, Whp, S, gates, hn, y, Bt):
+    """Step t for units [j0, j1) of the Bt rows still running: S_p = h_{t-1} Wh_p,
+    then the fused gate pass."""
+    H = y.shape[2]
     one = one_of(y)
     n = j1 - j0
-    # 2. AH_p = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
-    Sp = recurrent_units(h_prev, Whp, S, 3, j0, j1)
+    # 2. S_p = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
+    Sp = recurrent_units(h_prev[:Bt], Whp, S, 3, j0, j1)
     # 3. The gate pass as loops over one or two arrays each, which LLVM vectorises
     # (lstm.forward_units).
-    for r in range(B):
+    for r in range(Bt):
         a, s, hp = gates[t, r], Sp[r], h_prev[r]
         hn_t, y_t = hn[t, r], y[t, r]
         for k in range(2):
@@ -41,20 +42,23 @@ def forward_units(t, j0, j1, h_prev, bh, Whp, S, gates, hn, y):
 
 
 @njit(parallel=True, **JIT)
-def forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, n_threads):
-    """Writes y, hn (T, B, H) and gates (T, B, 3H) = [r, z, n]."""
+def forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, hT, active, n_threads):
+    """Writes y, hn (T, B, H), gates (T, B, 3H) = [r, z, n] and each row's final
+    state hT (B, H); active (T,): the rows running at each step."""
     T = x.shape[0]
     H = Wh.shape[0]
     # 1. AX = X Wx + bx (into gates); Wh packed into per-thread panels
     P, Whp, S = start_forward(x, Wx, bx, Wh, gates, 3, n_threads)
     for t in range(T):
         h_prev = h0 if t == 0 else y[t - 1]
+        Bt = active[t]
         if P == 1:
-            forward_units(t, 0, H, h_prev, bh, Whp, S, gates, hn, y)
+            forward_units(t, 0, H, h_prev, bh, Whp, S, gates, hn, y, Bt)
         else:
             for p in prange(P):
                 forward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), h_prev, bh, Whp, S,
-                              gates, hn, y)
+                              gates, hn, y, Bt)
+        finish_step(active, t, y[t], hT)
 
 
 @njit(**JIT)
@@ -66,21 +70,22 @@ def step(x, Wx, Wh, bx, bh, h, h_next):
     np.dot(x, Wx, gates[0])
     gates[0] += bx
     forward_units(0, 0, H, h, bh, Wh.reshape(-1), np.empty(B * 3 * H, dtype=x.dtype), gates,
-                  np.empty((1, B, H), dtype=x.dtype), h_next.reshape(1, B, H))
+                  np.empty((1, B, H), dtype=x.dtype), h_next.reshape(1, B, H), B)
 
 
 @njit(**JIT)
-def backward_units(t, j0, j1, Wh, h0, y, gates, hn, dy, dAX, dAH, dh, D):
-    """Region t for units [j0, j1): dh_{t-1} of step t, then step t-1's pass."""
-    T, B, H = dy.shape
+def backward_units(t, j0, j1, Wh, h0, y, gates, hn, dy, dAX, dAH, dh, D, active):
+    """Region t for units [j0, j1): dh_{t-1} of step t, then step t-1's pass, of
+    the rows that ran them (the others' dh passes their end unchanged)."""
+    T, _, H = dy.shape
     one = one_of(dy)
     if t < T:
         # dh_{t-1} = z * dh_t (written below at step t) + dAH_t Wh[j0:j1].T
-        dh_units(dAH[t], Wh, D, dh, j0, j1, True)
+        dh_units(dAH[t, :active[t]], Wh, D, dh[:active[t]], j0, j1, True)
     if t > 0:
         s = t - 1
         h_prev = h0 if s == 0 else y[s - 1]
-        for r in range(B):
+        for r in range(active[s]):
             a, dax, dah = gates[s, r], dAX[s, r], dAH[s, r]
             for u in range(j0, j1):
                 r_, z_, n_ = a[u], a[H + u], a[2 * H + u]
@@ -94,15 +99,19 @@ def backward_units(t, j0, j1, Wh, h0, y, gates, hn, dy, dAX, dAH, dh, D):
 
 
 @njit(parallel=True, **JIT)
-def backward(Wh, h0, y, gates, hn, dy, dAX, dAH, dh, n_threads):
-    """Writes dAX, dAH (T, B, 3H); dh (B, H) goes from dhT to dh0."""
+def backward(Wh, h0, y, gates, hn, dy, dAX, dAH, dh, active, n_threads):
+    """Writes dAX, dAH (T, B, 3H), 0 past each row's end; dh (B, H) goes from dhT to
+    dh0; active (T,): the rows running at each step."""
     T, B, H = dy.shape
     P = step_threads(B, H, n_threads)
     D = np.empty(B * H, dtype=dy.dtype)
     for t in range(T, -1, -1):
         if P == 1:
-            backward_units(t, 0, H, Wh, h0, y, gates, hn, dy, dAX, dAH, dh, D)
+            backward_units(t, 0, H, Wh, h0, y, gates, hn, dy, dAX, dAH, dh, D, active)
         else:
             for p in prange(P):
                 backward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), Wh, h0, y, gates,
-                               hn, dy, dAX, dAH, dh, D)
+                               hn, dy, dAX, dAH, dh, D, active)
+        if t > 0:
+            dAX[t - 1, active[t - 1]:] = 0
+            dAH[t - 1, active[t - 1]:] = 0

@@ -9,20 +9,21 @@ loop.
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, dh_units, one_of, panel, recurrent_units, sigmoid, span_lo, tanh, \
-    start_forward, step_threads
+from .common import JIT, dh_units, finish_cell, finish_step, one_of, panel, recurrent_units, \
+    sigmoid, span_lo, start_forward, step_threads, tanh
 
 
 @njit(**JIT)
-def forward_units(t, j0, j1, h_prev, c_prev, Whp, S, gates, c, y):
-    """Step t for units [j0, j1): S_p = h_{t-1} Wh_p, then the fused gate pass."""
-    B, H = y.shape[1], y.shape[2]
+def forward_units(t, j0, j1, h_prev, c_prev, Whp, S, gates, c, y, Bt):
+    """Step t for units [j0, j1) of the Bt rows still running: S_p = h_{t-1} Wh_p,
+    then the fused gate pass."""
+    H = y.shape[2]
     n = j1 - j0
     # 2. S_p = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
-    Sp = recurrent_units(h_prev, Whp, S, 4, j0, j1)
+    Sp = recurrent_units(h_prev[:Bt], Whp, S, 4, j0, j1)
     # 3. The gate pass as loops over one or two arrays each, which LLVM vectorises
     # (one loop over all of them did not: too many arrays that might alias).
-    for r in range(B):
+    for r in range(Bt):
         a, s = gates[t, r], Sp[r]
         for k in range(4):
             for j in range(n):
@@ -44,8 +45,9 @@ def forward_units(t, j0, j1, h_prev, c_prev, Whp, S, gates, c, y):
 
 
 @njit(parallel=True, **JIT)
-def forward(x, Wx, Wh, b, h0, c0, y, c, gates, n_threads):
-    """Writes y, c (T, B, H) and gates (T, B, 4H) = [i, f, g, o]."""
+def forward(x, Wx, Wh, b, h0, c0, y, c, gates, hT, cT, active, n_threads):
+    """Writes y, c (T, B, H), gates (T, B, 4H) = [i, f, g, o] and each row's final
+    state hT, cT (B, H); active (T,): the rows running at each step."""
     T = x.shape[0]
     H = Wh.shape[0]
     # 1. A = X Wx + b (into gates); Wh packed into per-thread panels
@@ -53,12 +55,15 @@ def forward(x, Wx, Wh, b, h0, c0, y, c, gates, n_threads):
     for t in range(T):
         h_prev = h0 if t == 0 else y[t - 1]
         c_prev = c0 if t == 0 else c[t - 1]
+        Bt = active[t]
         if P == 1:
-            forward_units(t, 0, H, h_prev, c_prev, Whp, S, gates, c, y)
+            forward_units(t, 0, H, h_prev, c_prev, Whp, S, gates, c, y, Bt)
         else:
             for p in prange(P):
                 forward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), h_prev, c_prev,
-                              Whp, S, gates, c, y)
+                              Whp, S, gates, c, y, Bt)
+        finish_step(active, t, y[t], hT)
+        finish_cell(active, t, c[t], cT)
 
 
 @njit(**JIT)
@@ -70,17 +75,19 @@ def step(x, Wx, Wh, b, h, c, h_next):
     np.dot(x, Wx, gates[0])
     gates[0] += b
     forward_units(0, 0, H, h, c, Wh.reshape(-1), np.empty(B * 4 * H, dtype=x.dtype), gates,
-                  c.reshape(1, B, H), h_next.reshape(1, B, H))
+                  c.reshape(1, B, H), h_next.reshape(1, B, H), B)
 
 
 @njit(**JIT)
-def backward_units(t, j0, j1, Wh, c0, c, gates, dy, dA, dh, dc, D, Tc):
-    """Region t for units [j0, j1): dh_{t-1} of step t, then dA_{t-1} of step t-1."""
-    T, B, H = dy.shape
+def backward_units(t, j0, j1, Wh, c0, c, gates, dy, dA, dh, dc, D, Tc, active):
+    """Region t for units [j0, j1): dh_{t-1} of step t, then dA_{t-1} of step t-1,
+    of the rows that ran them (the others' dh and dc pass their end unchanged)."""
+    T, _, H = dy.shape
     one = one_of(dy)
     if t < T:
-        dh_units(dA[t], Wh, D, dh, j0, j1, False)
+        dh_units(dA[t, :active[t]], Wh, D, dh[:active[t]], j0, j1, False)
     if t > 0:
+        B = active[t - 1]
         s = t - 1
         c_prev = c0 if s == 0 else c[s - 1]
         n = j1 - j0
@@ -107,8 +114,9 @@ def backward_units(t, j0, j1, Wh, c0, c, gates, dy, dA, dh, dc, D, Tc):
 
 
 @njit(parallel=True, **JIT)
-def backward(Wh, c0, c, gates, dy, dA, dh, dc, n_threads):
-    """Writes dA (T, B, 4H); dh, dc (B, H) go from dhT, dcT to dh0, dc0."""
+def backward(Wh, c0, c, gates, dy, dA, dh, dc, active, n_threads):
+    """Writes dA (T, B, 4H), 0 past each row's end; dh, dc (B, H) go from dhT, dcT
+    to dh0, dc0; active (T,): the rows running at each step."""
     T, B, H = dy.shape
     P = step_threads(B, H, n_threads)
     D = np.empty(B * H, dtype=dy.dtype)
@@ -117,8 +125,10 @@ def backward(Wh, c0, c, gates, dy, dA, dh, dc, n_threads):
     # t-1, which needs only those units: one barrier per step.
     for t in range(T, -1, -1):
         if P == 1:
-            backward_units(t, 0, H, Wh, c0, c, gates, dy, dA, dh, dc, D, Tc)
+            backward_units(t, 0, H, Wh, c0, c, gates, dy, dA, dh, dc, D, Tc, active)
         else:
             for p in prange(P):
                 backward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), Wh, c0, c, gates,
-                               dy, dA, dh, dc, D, Tc)
+                               dy, dA, dh, dc, D, Tc, active)
+        if t > 0:
+            dA[t - 1, active[t - 1]:] = 0
