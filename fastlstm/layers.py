@@ -1,4 +1,5 @@
-"""Layers: Embedding, Dense and the recurrent stacks RNN, LSTM, GRU.
+"""Layers: Embedding, Dense, the recurrent stacks RNN, LSTM, GRU, and Last (each
+row's last step, for one label per sequence).
 
 Arrays are time-major, as in the kernels: tokens (T, B) int, features (T, B, F).
 Each layer owns `params` and `grads`, two dicts of arrays with the same keys and
@@ -18,10 +19,11 @@ again on the way (a forward of Model checks the tokens or features it is given).
 import numpy as np
 
 from . import ops
+from ._rows import by_length, put, reverse, take
 from .backends import get_backend
 from .cells import CELLS
 
-__all__ = ["Embedding", "Dense", "RNN", "LSTM", "GRU", "LAYERS", "RECURRENT"]
+__all__ = ["Embedding", "Dense", "RNN", "LSTM", "GRU", "Last", "LAYERS", "RECURRENT"]
 
 
 def _dtype(dtype):
@@ -145,11 +147,25 @@ class Recurrent(Layer):
     """num_layers stacked cells of one kind; layer k feeds its outputs to layer k+1.
 
     Parameters of layer k are named "{k}.Wx", "{k}.Wh", "{k}.b" (RNN, LSTM) or
-    "{k}.bx", "{k}.bh" (GRU), shapes as fastlstm.cells states them. The state is a tuple of
-    (num_layers, B, H) arrays: (h,) for the RNN and GRU, (h, c) for the LSTM; None
-    means zeros. Initialised as torch.nn.RNN/LSTM/GRU: U(-1/sqrt(H), 1/sqrt(H)),
-    except the LSTM's forget-gate bias, which starts at 1 so that the cell keeps
-    its memory early in training (Jozefowicz et al., 2015).
+    "{k}.bx", "{k}.bh" (GRU), shapes as fastlstm.cells states them; a bidirectional
+    stack has "{k}.reverse.Wx", ... beside them for the direction that reads each row
+    from its own last step back. The outputs are (T, B, H), or (T, B, 2H) =
+    [forward; reverse] where bidirectional, and the next layer reads them all. The
+    state is a tuple of (num_layers * directions, B, H) arrays, entry
+    k * directions + d for layer k, direction d (torch's order of h_n): (h,) for the
+    RNN and GRU, (h, c) for the LSTM; None means zeros.
+
+    lengths (B,) int, 1 <= lengths[b] <= T: row b has lengths[b] steps, its outputs
+    past them are 0 and its final state is its state at its own end. dropout: while
+    fastlstm.train runs, each output of every layer but the last is zeroed with this
+    probability and the rest scaled by 1 / (1 - dropout) (torch's semantics);
+    predict and evaluate never drop. batch_first: forward takes x (B, T, input_size)
+    and gives y (B, T, out_size), and backprop takes and gives those (torch's
+    batch_first; inside a Model the layers are time-major whatever it says).
+
+    Initialised as torch.nn.RNN/LSTM/GRU: U(-1/sqrt(H), 1/sqrt(H)), except the
+    LSTM's forget-gate bias, which starts at 1 so that the cell keeps its memory
+    early in training (Jozefowicz et al., 2015).
     """
 
     spec = None   # the cell's facts (fastlstm.cells)
@@ -170,37 +186,61 @@ class Recurrent(Layer):
     def state_names(self):
         return self.spec.states
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, seed=0,
-                 dtype=np.float32, backend="auto"):
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
+                 dropout=0.0, batch_first=False, seed=0, dtype=np.float32, backend="auto"):
         super().__init__(dtype, backend)
+        self.batch_first = bool(batch_first)
         self.input_size = _size("input_size", input_size)
         self.hidden_size = H = _size("hidden_size", hidden_size)
         self.num_layers = _size("num_layers", num_layers)
+        if not isinstance(bidirectional, (bool, np.bool_)):
+            raise TypeError(f"bidirectional: expected a bool, got {bidirectional!r}")
+        self.bidirectional = bool(bidirectional)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating)) \
+                or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(H)
         for layer in range(self.num_layers):
-            I = self.input_size if layer == 0 else H
-            self._add(f"{layer}.Wx", rng.uniform(-k, k, (I, self.G * H)))
-            self._add(f"{layer}.Wh", rng.uniform(-k, k, (H, self.G * H)))
-            for name in self.biases:
-                self._add(f"{layer}.{name}", self._bias(rng.uniform(-k, k, self.G * H)))
+            I = self.input_size if layer == 0 else self.out_size
+            for prefix in self._directions(layer):
+                self._add(f"{prefix}Wx", rng.uniform(-k, k, (I, self.G * H)))
+                self._add(f"{prefix}Wh", rng.uniform(-k, k, (H, self.G * H)))
+                for name in self.biases:
+                    self._add(f"{prefix}{name}", self._bias(rng.uniform(-k, k, self.G * H)))
 
     def _bias(self, b):
         return b
 
+    @property
+    def directions(self):
+        """2 where bidirectional, else 1."""
+        return 2 if self.bidirectional else 1
+
+    @property
+    def out_size(self):
+        """Features of the outputs: directions * hidden_size."""
+        return self.directions * self.hidden_size
+
+    def _directions(self, layer):
+        """The parameter name prefixes of layer's directions, forward first."""
+        return (f"{layer}.", f"{layer}.reverse.")[:self.directions]
+
     def config(self):
         return dict(input_size=self.input_size, hidden_size=self.hidden_size,
-                    num_layers=self.num_layers)
+                    num_layers=self.num_layers, bidirectional=self.bidirectional,
+                    dropout=self.dropout, batch_first=self.batch_first)
 
     def zero_state(self, batch_size):
         """The all-zero state for batch_size rows."""
-        shape = (self.num_layers, batch_size, self.hidden_size)
+        shape = (self.num_layers * self.directions, batch_size, self.hidden_size)
         return tuple(np.zeros(shape, self.dtype) for _ in self.state_names)
 
     def _check_state(self, state, B):
         if state is None:
             return self.zero_state(B)
-        want = (self.num_layers, B, self.hidden_size)
+        want = (self.num_layers * self.directions, B, self.hidden_size)
         if not isinstance(state, (tuple, list)) or len(state) != len(self.state_names):
             raise TypeError(f"state: expected a tuple ({', '.join(self.state_names)}) of "
                             f"arrays of shape {want}")
@@ -208,22 +248,30 @@ class Recurrent(Layer):
         for name, s in zip(self.state_names, state):
             s = np.asarray(s)
             if s.shape != want:
-                raise ValueError(f"state {name}: expected shape (num_layers, B, H) = "
-                                 f"{want}, got {s.shape}")
+                raise ValueError(f"state {name}: expected shape (num_layers * directions, "
+                                 f"B, H) = {want}, got {s.shape}")
             out.append(np.ascontiguousarray(s, dtype=self.dtype))
         return tuple(out)
 
-    def _layer_params(self, layer):
+    def _layer_params(self, layer, direction=0):
+        """The arrays of one layer and direction, in the kernels' order, and their
+        names without the prefix."""
         names = ("Wx", "Wh") + self.biases
-        return [self.params[f"{layer}.{n}"] for n in names], names
+        prefix = self._directions(layer)[direction]
+        return [self.params[f"{prefix}{n}"] for n in names], \
+            [f"{prefix}{n}" for n in names]
 
-    def forward(self, x, state=None):
-        """x (T, B, input_size) -> y (T, B, H), the final state, backprop.
+    def forward(self, x, state=None, lengths=None):
+        """x (T, B, input_size) -> y (T, B, out_size), the final state, backprop.
 
-        backprop(dy, dstate=None) takes dL/dy (T, B, H) and optionally dL/d(final
-        state); it returns dL/dx and dL/d(initial state). It reads a copy of x, so
-        writing into x in between changes nothing.
+        backprop(dy, dstate=None) takes dL/dy (T, B, out_size) and optionally
+        dL/d(final state); it returns dL/dx and dL/d(initial state). It reads a copy
+        of x, so writing into x in between changes nothing. This forward never
+        drops (dropout acts inside fastlstm.train only). With batch_first, x, y, dy
+        and dx are (B, T, ...).
         """
+        if self.batch_first:
+            x = np.asarray(x).swapaxes(0, 1)
         given = x
         x = _features(x, self.dtype, self.input_size, f"{type(self).__name__} input")
         if x is given:
@@ -233,56 +281,106 @@ class Recurrent(Layer):
         state = tuple(np.array(s) for s in self._check_state(state, x.shape[1]))
         if not all(ops.all_finite(s) for s in state):
             raise ValueError("state: contains NaN or inf")
-        return self._forward(x, state)
+        y, final, backprop = self._forward(x, state, ops.lengths_array(lengths, *x.shape[:2]))
+        if not self.batch_first:
+            return y, final, backprop
 
-    def _run(self, x, state, cache):
-        """The stack over x (T, B, input_size), checked and in the layer's dtype, from
-        state (None: zeros): y (T, B, H), the final state, the layers' caches (None
-        each without cache)."""
+        def backprop_batch_first(dy, dstate=None):
+            dx, dstate0 = backprop(np.asarray(dy).swapaxes(0, 1), dstate)
+            return np.ascontiguousarray(dx.swapaxes(0, 1)), dstate0
+
+        return np.ascontiguousarray(y.swapaxes(0, 1)), final, backprop_batch_first
+
+    def _run(self, x, state, lengths, cache, rng=None):
+        """The stack over x (T, B, input_size), checked and in the layer's dtype, its
+        rows sorted longest first by lengths (checked, or None), from state (None:
+        zeros): y (T, B, out_size), the final state, each layer's caches (None each
+        without cache) and dropout keep-masks (None where nothing was dropped)."""
         B = x.shape[1]
         state = self.zero_state(B) if state is None else state
         cell_forward = getattr(self.kernels, f"{self.cell}_forward")
-        caches, finals = [], []
+        caches, finals, masks = [], [], []
         y = x
         for layer in range(self.num_layers):
-            params, _ = self._layer_params(layer)
-            initial = [s[layer] for s in state]
-            out = cell_forward(y, *params, *initial, cache=cache)
-            y, final, layer_cache = out[0], out[1:-1], out[-1]
-            caches.append(layer_cache)
-            finals.append(final)
+            outs = []
+            for d in range(self.directions):
+                params, _ = self._layer_params(layer, d)
+                initial = [s[layer * self.directions + d] for s in state]
+                out = cell_forward(y if d == 0 else reverse(y, lengths), *params, *initial,
+                                   cache=cache, lengths=lengths)
+                outs.append(out[0] if d == 0 else reverse(out[0], lengths))
+                finals.append(out[1:-1])
+                caches.append(out[-1])
+            y = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+            mask = None
+            if rng is not None and self.dropout > 0 and layer < self.num_layers - 1:
+                mask = (rng.random(y.shape, dtype=self.dtype) >= self.dropout) \
+                    * self.dtype.type(1.0 / (1.0 - self.dropout))
+                y = y * mask
+            masks.append(mask)
         final_state = tuple(np.stack([f[k] for f in finals])
                             for k in range(len(self.state_names)))
-        return y, final_state, caches
+        return y, final_state, caches, masks
 
-    def _infer(self, x, state):
-        """forward without caches or gradients: y (T, B, H), the final state."""
-        return self._run(x, state, cache=False)[:2]
+    def _infer(self, x, state, lengths=None):
+        """forward without caches, gradients or dropout: y (T, B, out_size), the final
+        state. lengths as _forward takes them."""
+        order, lengths, x, state = _by_length(x, state, lengths)
+        y, final, _, _ = self._run(x, state, lengths, cache=False)
+        return put(y, order, 1), tuple(put(s, order, 1) for s in final)
 
-    def _forward(self, x, state):
+    def _forward(self, x, state, lengths=None, rng=None):
         """forward on arrays already checked: x (T, B, input_size) C-contiguous in
-        the layer's dtype, state as _check_state gives it (or None)."""
+        the layer's dtype, state as _check_state gives it (or None), lengths as
+        ops.lengths_array gives them (rows in any order; sorted longest first, they
+        cost no copies). rng, a numpy Generator, draws the dropout masks; None drops
+        nothing."""
         state = self.zero_state(x.shape[1]) if state is None else state
-        y, final_state, caches = self._run(x, state, cache=True)
+        order, lengths, x, state = _by_length(x, state, lengths)
+        y, final_state, caches, masks = self._run(x, state, lengths, cache=True, rng=rng)
         cell_backward = getattr(self.kernels, f"{self.cell}_backward")
+        D, H = self.directions, self.hidden_size
 
         def backprop(dy, dstate=None):
-            dy = np.ascontiguousarray(dy, dtype=self.dtype)
+            dy = take(np.ascontiguousarray(dy, dtype=self.dtype), order, 1)
+            dstate = None if dstate is None else [take(np.asarray(s, self.dtype), order, 1)
+                                                  for s in dstate]
             dinitial = [np.empty_like(s) for s in state]
             for layer in reversed(range(self.num_layers)):
-                dfinal = [np.zeros_like(s[layer]) if dstate is None
-                          else np.ascontiguousarray(dstate[k][layer], dtype=self.dtype)
-                          for k, s in enumerate(state)]
-                out = cell_backward(caches[layer], dy, *dfinal)
-                _, names = self._layer_params(layer)
-                for name, g in zip(names, out[1:1 + len(names)]):
-                    self.grads[f"{layer}.{name}"][...] = g
-                for k, d0 in enumerate(out[1 + len(names):]):
-                    dinitial[k][layer] = d0
-                dy = out[0]
-            return dy, tuple(dinitial)
+                if masks[layer] is not None:
+                    dy = dy * masks[layer]
+                dx = None
+                for d in range(D):
+                    k = layer * D + d
+                    dfinal = [np.zeros_like(s[k]) if dstate is None
+                              else np.ascontiguousarray(dstate[j][k])
+                              for j, s in enumerate(state)]
+                    dyd = dy if D == 1 else np.ascontiguousarray(dy[:, :, d * H:(d + 1) * H])
+                    out = cell_backward(caches[k], dyd if d == 0 else reverse(dyd, lengths),
+                                        *dfinal)
+                    _, names = self._layer_params(layer, d)
+                    for name, g in zip(names, out[1:1 + len(names)]):
+                        self.grads[name][...] = g
+                    for j, d0 in enumerate(out[1 + len(names):]):
+                        dinitial[j][k] = d0
+                    dxd = out[0] if d == 0 else reverse(out[0], lengths)
+                    dx = dxd if dx is None else dx + dxd
+                dy = dx
+            return put(dy, order, 1), tuple(put(s, order, 1) for s in dinitial)
 
-        return y, final_state, backprop
+        return put(y, order, 1), tuple(put(s, order, 1) for s in final_state), backprop
+
+
+def _by_length(x, state, lengths):
+    """(order, sorted lengths, x, state) with the rows longest first; order None
+    (nothing moved) where they are already so or lengths is None."""
+    if lengths is None:
+        return None, None, x, state
+    order, lengths = by_length(lengths)
+    if order is None:
+        return None, lengths, x, state
+    return order, lengths, take(x, order, 1), \
+        None if state is None else tuple(take(s, order, 1) for s in state)
 
 
 class RNN(Recurrent):
@@ -306,5 +404,47 @@ class GRU(Recurrent):
     spec = CELLS["gru"]
 
 
-LAYERS = {cls.__name__: cls for cls in (Embedding, Dense, RNN, LSTM, GRU)}
+class Last(Layer):
+    """Each row's last step of a recurrent stack's outputs, for one label per
+    sequence: y (T, B, directions * H) -> (1, B, directions * H), the forward
+    direction at the row's last step (lengths[b] - 1) and the reverse direction at
+    step 0, where it ends (torch's h_n of the top layer)."""
+
+    def __init__(self, hidden_size, directions=1, *, dtype=np.float32, backend="auto"):
+        super().__init__(dtype, backend)
+        self.hidden_size = _size("hidden_size", hidden_size)
+        if directions not in (1, 2):
+            raise ValueError(f"directions: expected 1 or 2, got {directions!r}")
+        self.directions = directions
+
+    @property
+    def out_size(self):
+        return self.directions * self.hidden_size
+
+    def config(self):
+        return dict(hidden_size=self.hidden_size, directions=self.directions)
+
+    def forward(self, y, lengths=None):
+        """y (T, B, out_size), lengths (B,) or None (all T) -> (1, B, out_size),
+        backprop(dout), which returns dL/dy (0 but at the steps taken)."""
+        T, B, F = y.shape
+        H = self.hidden_size
+        rows = np.arange(B)
+        last = np.full(B, T - 1) if lengths is None else np.asarray(lengths) - 1
+        out = np.empty((1, B, F), y.dtype)
+        out[0, :, :H] = y[last, rows, :H]
+        if self.directions == 2:
+            out[0, :, H:] = y[0, :, H:]
+
+        def backprop(dout):
+            dy = np.zeros((T, B, F), self.dtype)
+            dy[last, rows, :H] = dout[0, :, :H]
+            if self.directions == 2:
+                dy[0, :, H:] = dout[0, :, H:]
+            return dy
+
+        return out, backprop
+
+
+LAYERS = {cls.__name__: cls for cls in (Embedding, Dense, RNN, LSTM, GRU, Last)}
 RECURRENT = {cls.spec.name: cls for cls in (RNN, LSTM, GRU)}

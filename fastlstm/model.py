@@ -6,13 +6,18 @@ kernels want; `forward` and `loss_and_grads` work on time-major arrays for
 fastlstm.train, which cuts the windows itself.
 
 The state of a model is a tuple with one entry per recurrent layer, each that
-layer's state ((h,) or (h, c), arrays of shape (num_layers, N, H)).
+layer's state ((h,) or (h, c), arrays of shape (num_layers * directions, N, H)).
+
+lengths (N,) int, 1 <= lengths[n] <= T: row n has lengths[n] steps. The recurrent
+layers stop each row at its end, the losses count only the steps before it, and a
+model of one label per sequence (for_classes) reads each row's last step.
 """
 import numpy as np
 
 from . import ops
+from ._rows import by_length, put
 from ._threads import single_threaded_blas
-from .layers import RECURRENT, Dense, Embedding, Recurrent, _features
+from .layers import RECURRENT, Dense, Embedding, Last, Recurrent, _features
 from .losses import LOSSES
 from .stepper import Stepper
 
@@ -49,26 +54,41 @@ class Model:
 
     @classmethod
     def for_tokens(cls, vocab_size, *, cell="lstm", hidden_size=128, num_layers=1,
-                   embed_size=32, seed=0, dtype=np.float32, backend="auto"):
+                   embed_size=32, dropout=0.0, seed=0, dtype=np.float32, backend="auto"):
         """Embedding -> recurrent stack -> Dense to vocab_size logits; cross-entropy."""
         seeds = np.random.SeedSequence(seed).spawn(3)
         return cls([Embedding(vocab_size, embed_size, seed=seeds[0], dtype=dtype),
-                    _cell(cell)(embed_size, hidden_size, num_layers, seed=seeds[1],
-                                dtype=dtype, backend=backend),
+                    _cell(cell)(embed_size, hidden_size, num_layers, dropout=dropout,
+                                seed=seeds[1], dtype=dtype, backend=backend),
                     Dense(hidden_size, vocab_size, seed=seeds[2], dtype=dtype,
                           backend=backend)],
                    loss="xent")
 
     @classmethod
     def for_series(cls, n_features, *, n_outputs=None, cell="lstm", hidden_size=32,
-                   num_layers=1, seed=0, dtype=np.float32, backend="auto"):
+                   num_layers=1, dropout=0.0, seed=0, dtype=np.float32, backend="auto"):
         """Recurrent stack on n_features inputs -> Dense to n_outputs; MSE."""
         seeds = np.random.SeedSequence(seed).spawn(2)
-        return cls([_cell(cell)(n_features, hidden_size, num_layers, seed=seeds[0],
-                                dtype=dtype, backend=backend),
+        return cls([_cell(cell)(n_features, hidden_size, num_layers, dropout=dropout,
+                                seed=seeds[0], dtype=dtype, backend=backend),
                     Dense(hidden_size, n_outputs or n_features, seed=seeds[1],
                           dtype=dtype, backend=backend)],
                    loss="mse")
+
+    @classmethod
+    def for_classes(cls, n_features, n_classes, *, cell="lstm", hidden_size=64,
+                    num_layers=1, bidirectional=False, dropout=0.0, seed=0,
+                    dtype=np.float32, backend="auto"):
+        """Recurrent stack on n_features inputs -> each row's last step (Last) ->
+        Dense to n_classes logits; cross-entropy against one int label per row."""
+        _size_at_least("n_classes", n_classes, 2)
+        seeds = np.random.SeedSequence(seed).spawn(2)
+        stack = _cell(cell)(n_features, hidden_size, num_layers, bidirectional=bidirectional,
+                            dropout=dropout, seed=seeds[0], dtype=dtype, backend=backend)
+        return cls([stack, Last(hidden_size, stack.directions, dtype=dtype),
+                    Dense(stack.out_size, n_classes, seed=seeds[1], dtype=dtype,
+                          backend=backend)],
+                   loss="xent")
 
     # -- parameters -----------------------------------------------------------
 
@@ -103,6 +123,17 @@ class Model:
         return isinstance(self.layers[0], Embedding)
 
     @property
+    def per_sequence(self):
+        """True for a model of one output per row (for_classes), not one per step."""
+        return any(isinstance(layer, Last) for layer in self.layers)
+
+    @property
+    def whole_sequences(self):
+        """True where a pass must see each row whole (a bidirectional layer, or one
+        output per row), so that it cannot be cut into windows of steps."""
+        return self.per_sequence or any(layer.bidirectional for layer in self.recurrent)
+
+    @property
     def n_features(self):
         """Features a step of the input has (None for a token model)."""
         first = self.layers[0]
@@ -133,15 +164,17 @@ class Model:
 
     # -- time-major passes ------------------------------------------------------
 
-    def forward(self, X, state=None):
-        """X (T, B) tokens or (T, B, F) features -> outputs (T, B, O), final state,
-        backprop(dout) (which fills the layers' grads).
+    def forward(self, X, state=None, lengths=None, rng=None):
+        """X (T, B) tokens or (T, B, F) features -> outputs (T, B, O) ((1, B, O) for
+        one output per row), final state, backprop(dout) (which fills the layers'
+        grads). lengths (B,) int in [0, T], checked, or None; rng, a numpy
+        Generator, draws the dropout masks (None: no dropout).
 
         What is not checked here is left to the caller (fastlstm.train and predict
         check X once): the finiteness of features and of a state passed in."""
-        return self._pass(X, state, train=True)
+        return self._pass(X, state, train=True, lengths=lengths, rng=rng)
 
-    def _pass(self, X, state, train):
+    def _pass(self, X, state, train, lengths=None, rng=None):
         """forward, or without train the pass that keeps no caches (inference):
         outputs, final state and backprop (None without train)."""
         X = np.asarray(X)
@@ -153,12 +186,14 @@ class Model:
                 x = _features(out, layer.dtype, layer.input_size,
                               f"{type(layer).__name__} input")
                 if train:
-                    out, final, bp = layer._forward(x, next(states))
+                    out, final, bp = layer._forward(x, next(states), lengths, rng)
                 else:
-                    (out, final), bp = layer._infer(x, next(states)), None
+                    (out, final), bp = layer._infer(x, next(states), lengths), None
                 finals.append(final)
             elif isinstance(layer, Dense):
                 out, bp = layer.forward(out, need_dx=k > 0)
+            elif isinstance(layer, Last):
+                out, bp = layer.forward(out, lengths)
             else:
                 out, bp = layer.forward(out)
             backprops.append(bp)
@@ -184,37 +219,57 @@ class Model:
                              f"recurrent layer), got {len(state)}")
         return iter([layer._check_state(s, B) for layer, s in zip(self.recurrent, state)])
 
-    def loss_and_grads(self, X, Y, mask=None, state=None):
+    def _mask(self, mask, lengths, T):
+        """The steps a loss over T steps counts: mask's, and of those only the steps
+        before each row's end (one output per row: every row counts, mask None)."""
+        if lengths is None or self.per_sequence:
+            return mask
+        alive = np.arange(T)[:, None] < lengths[None, :]
+        return alive if mask is None else mask & alive
+
+    def step(self, X, Y, mask=None, state=None, *, lengths=None, rng=None, train=True):
+        """One batch through the loss: (mean loss, final state, rows classified
+        right (for one label per row; None otherwise)). With train, fills self.grads
+        (NaN where the loss is NaN/inf); without, keeps no caches and never drops."""
+        out, final, backprop = self._pass(X, state, train, lengths, rng if train else None)
+        hits = None
+        if self.per_sequence:
+            hits = int(np.count_nonzero(out.argmax(axis=-1) == Y))
+        # The gradient of the outputs overwrites them: the head's backward needs
+        # only its input and weights.
+        loss, dout = LOSSES[self.loss_name](out, Y, self._mask(mask, lengths, np.shape(Y)[0]),
+                                            backend=self.backend, out=out)
+        if train:
+            if np.isfinite(loss):
+                backprop(dout)
+            else:
+                _poison(self.layers)
+        return loss, final, hits
+
+    def loss_and_grads(self, X, Y, mask=None, state=None, *, lengths=None, rng=None):
         """Mean loss over a time-major batch; fills self.grads. Returns (loss, final
         state). The gradient stops at the initial and final states (truncated BPTT).
         Where the loss is NaN/inf, the grads are NaN."""
-        out, final, backprop = self.forward(X, state)
-        # The gradient of the outputs overwrites them: the head's backward needs
-        # only its input and weights.
-        loss, dout = LOSSES[self.loss_name](out, Y, mask, backend=self.backend, out=out)
-        if np.isfinite(loss):
-            backprop(dout)
-        else:
-            _poison(self.layers)
-        return loss, final
+        return self.step(X, Y, mask, state, lengths=lengths, rng=rng)[:2]
 
-    def evaluate(self, X, Y, mask=None, state=None):
+    def evaluate(self, X, Y, mask=None, state=None, *, lengths=None):
         """Mean loss over a time-major batch, without gradients or caches. Returns
         (loss, state)."""
-        out, final, _ = self._pass(X, state, train=False)
-        return LOSSES[self.loss_name](out, Y, mask, backend=self.backend, out=out)[0], final
+        return self.step(X, Y, mask, state, lengths=lengths, train=False)[:2]
 
     # -- batch-first use --------------------------------------------------------
 
-    def predict(self, X, state=None, return_state=False):
+    def predict(self, X, state=None, return_state=False, lengths=None):
         """Outputs (N, T, O) for X (N, T) tokens or (N, T, F) features ((N, T) for a
-        model of one feature): logits for a token model, values for a series model.
-        With return_state, also the final state, to continue from.
+        model of one feature): logits for a token model, values for a series model;
+        (N, n_classes) logits for a model of one label per row. With return_state,
+        also the final state, to continue from. lengths (N,): each row's steps (its
+        outputs past them are 0).
 
-        The model reads X a window of steps at a time, each layer after the other,
-        the state carried: it keeps no caches, and nothing of the size of X beside
-        the outputs (a window's arrays have at most PREDICT_ELEMENTS elements a
-        layer)."""
+        The model reads X a window of steps at a time (of rows, where it must see
+        each row whole), each layer after the other, the state carried: it keeps no
+        caches, and nothing of the size of X beside the outputs (a window's arrays
+        have at most PREDICT_ELEMENTS elements a layer)."""
         X = np.asarray(X)
         if X.ndim < 2:
             raise ValueError(f"X: expected shape (N, T) or (N, T, F), got {X.shape}"
@@ -228,18 +283,57 @@ class Model:
         if state is not None and not all(ops.all_finite(s) for layer in state for s in layer):
             raise ValueError("state: contains NaN or inf")
         N, T = X.shape[:2]
-        widest = max(max(getattr(layer, "hidden_size", 0), getattr(layer, "out_size", 0),
-                         getattr(layer, "embed_size", 0)) for layer in self.layers)
-        steps = max(1, PREDICT_ELEMENTS // (N * widest))
-        out = None
+        lengths = row_lengths(lengths, N, T)
+        widest = max(max(getattr(layer, "out_size", 0), getattr(layer, "embed_size", 0))
+                     for layer in self.layers)
         with single_threaded_blas():
-            for t0 in range(0, T, steps):
-                y, state, _ = self._pass(to_time_major(X[:, t0:t0 + steps]), state,
-                                         train=False)
-                if out is None:
-                    out = np.empty((N, T) + y.shape[2:], y.dtype)
-                out[:, t0:t0 + steps] = y.swapaxes(0, 1)
+            if self.whole_sequences:
+                out, state = self._predict_rows(X, state, lengths, widest)
+            else:
+                out, state = self._predict_steps(X, state, lengths, widest)
         return (out, state) if return_state else out
+
+    def _predict_steps(self, X, state, lengths, widest):
+        """predict in windows of steps, the state carried from one to the next."""
+        N, T = X.shape[:2]
+        steps = max(1, PREDICT_ELEMENTS // (N * widest))
+        order = None
+        if lengths is not None:   # sorted once, so that no window moves rows
+            order, lengths = by_length(lengths)
+            X = X if order is None else X[order]
+            state = _rows_of(state, order)
+        out = None
+        for t0 in range(0, T, steps):
+            t1 = min(T, t0 + steps)
+            window = None if lengths is None else np.clip(lengths - t0, 0, t1 - t0)
+            y, state, _ = self._pass(to_time_major(X[:, t0:t1]), state, train=False,
+                                     lengths=window)
+            if out is None:
+                out = np.empty((N, T) + y.shape[2:], y.dtype)
+            out[:, t0:t1] = y.swapaxes(0, 1)
+        if order is not None:
+            out, state = put(out, order, 0), _rows_of(state, np.argsort(order))
+        return out, state
+
+    def _predict_rows(self, X, state, lengths, widest):
+        """predict on whole rows, in batches of rows."""
+        N, T = X.shape[:2]
+        rows = max(1, PREDICT_ELEMENTS // (T * widest))
+        outs, finals = [], []
+        for r0 in range(0, N, rows):
+            r = slice(r0, min(N, r0 + rows))
+            y, final, _ = self._pass(to_time_major(X[r]),
+                                     _rows_of(state, np.arange(N)[r]), train=False,
+                                     lengths=None if lengths is None else lengths[r])
+            outs.append(y.swapaxes(0, 1))
+            finals.append(final)
+        out = np.concatenate(outs, axis=0)
+        if self.per_sequence:
+            out = out[:, 0]
+        state = tuple(tuple(np.concatenate([f[k][j] for f in finals], axis=1)
+                            for j in range(len(finals[0][k])))
+                      for k in range(len(finals[0])))
+        return out, state
 
     def stepper(self, batch_size=1, state=None):
         """A Stepper: this model one time step at a time on batch_size rows, from
@@ -257,6 +351,25 @@ def _poison(layers):
     for layer in layers:
         for g in layer.grads.values():
             g.fill(np.nan)
+
+
+def row_lengths(lengths, N, T):
+    """lengths of N rows of T steps checked (fastlstm.ops.lengths_array): intp (N,),
+    or None where every row has all T steps."""
+    return ops.lengths_array(lengths, T, N, rows="N", steps="T (the steps of X)")
+
+
+def _rows_of(state, rows):
+    """A model's state (None, or one tuple of (L, N, H) arrays per recurrent layer)
+    at the rows given."""
+    if state is None:
+        return None
+    return tuple(tuple(np.asarray(s)[:, rows] for s in layer) for layer in state)
+
+
+def _size_at_least(name, n, least):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < least:
+        raise ValueError(f"{name}: expected an int >= {least}, got {n!r}")
 
 
 def to_time_major(X):

@@ -46,6 +46,9 @@ class Stepper:
                 or batch_size < 1:
             raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
         self.batch_size = int(batch_size)
+        if model.whole_sequences:
+            raise ValueError("this model reads each row whole (it is bidirectional or gives "
+                             "one label per row), so it cannot run one step at a time")
         kernels = model.layers[0].kernels
         states = model._states(state, self.batch_size)
         self._stages = []

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from ._threads import single_threaded_blas
 from .io import load_checkpoint, save
-from .model import Model, to_time_major
+from .model import Model, row_lengths, to_time_major
 from .ops import all_finite
 from .optim import OPTIMIZERS, clip_grads, make_optimizer
 
@@ -34,13 +34,17 @@ class StepInfo:
 @dataclasses.dataclass
 class History:
     """Per-epoch figures: mean training loss (over the tokens of the epoch, taken
-    as training went), validation loss, perplexities (token models), wall time (s)
-    and training speed (tokens/s, a token being one time step of one row)."""
+    as training went), validation loss, perplexities (token models), accuracies
+    (models of one label per row: the fraction of rows classified right, taken as
+    training went), wall time (s) and training speed (tokens/s, a token being one
+    time step of one row)."""
     epoch: list = dataclasses.field(default_factory=list)
     loss: list = dataclasses.field(default_factory=list)
     val_loss: list = dataclasses.field(default_factory=list)
     perplexity: list = dataclasses.field(default_factory=list)
     val_perplexity: list = dataclasses.field(default_factory=list)
+    accuracy: list = dataclasses.field(default_factory=list)
+    val_accuracy: list = dataclasses.field(default_factory=list)
     wall_time: list = dataclasses.field(default_factory=list)
     tokens_per_s: list = dataclasses.field(default_factory=list)
 
@@ -49,7 +53,9 @@ class History:
 
     @classmethod
     def from_dict(cls, d):
-        return cls(**{f.name: list(d.get(f.name, [])) for f in dataclasses.fields(cls)})
+        """The History of to_dict; a figure an older one lacks is None each epoch."""
+        n = len(d.get("epoch", []))
+        return cls(**{f.name: list(d.get(f.name, [None] * n)) for f in dataclasses.fields(cls)})
 
     def summary(self, rows=6):
         """A few lines of the loss curve: first, last and evenly spaced epochs."""
@@ -64,6 +70,10 @@ class History:
                 line += f"  val {self.val_loss[k]:.4f}"
             if self.perplexity and self.perplexity[k] is not None:
                 line += f"  ppl {self.perplexity[k]:.2f}"
+            if self.accuracy and self.accuracy[k] is not None:
+                line += f"  acc {self.accuracy[k]:.3f}"
+            if self.val_accuracy and self.val_accuracy[k] is not None:
+                line += f"  val acc {self.val_accuracy[k]:.3f}"
             line += f"  {self.tokens_per_s[k]:,.0f} tok/s"
             lines.append(line)
         return "\n".join(lines)
@@ -71,21 +81,27 @@ class History:
 
 def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="adam",
           lr=None, clip_norm=5.0, seed=0, validation=None, progress=True, callbacks=None,
-          checkpoint=None, resume=False, mask=None, on_nan="raise"):
+          checkpoint=None, resume=False, mask=None, lengths=None, on_nan="raise"):
     """Train model on X -> Y and return its History.
 
     model: a Model, or an object that wraps one (a CharLM): that is what a
     checkpoint holds. X: tokens (N, T) int for a token model, else features (N, T, F); Y: targets
-    (N, T) int for cross-entropy, (N, T, O) for MSE; mask: (N, T) bool, steps the
-    loss counts (default all). Each epoch shuffles the rows (by seed and epoch) into
-    batches of batch_size. seq_len cuts each batch into windows of seq_len steps,
-    trained one after another with the hidden state carried from one window to the
-    next and the gradient stopped between them (truncated BPTT); None trains each
-    batch whole.
+    (N, T) int for cross-entropy, (N, T, O) for MSE, (N,) int labels for a model of
+    one label per row (Model.for_classes); mask: (N, T) bool, steps the loss counts
+    (default all); lengths: (N,) int, the steps of each row (default all T): the
+    loss counts only steps before a row's end, and a model of one label per row
+    reads each row's last step. Each epoch shuffles the rows (by seed and epoch)
+    into batches of batch_size. seq_len cuts each batch into windows of seq_len
+    steps, trained one after another with the hidden state carried from one window
+    to the next and the gradient stopped between them (truncated BPTT); None trains
+    each batch whole (a model that must see rows whole, bidirectional or of one
+    label per row, takes no seq_len). Dropout in the model's layers draws from seed
+    and the epoch.
 
     optimizer: "adam" (lr 1e-3), "sgd" (lr 0.1, momentum 0.9) or an Optimizer.
     clip_norm: clip the gradients to this global L2 norm (None: never).
-    validation: (X, Y) or (X, Y, mask), evaluated after each epoch.
+    validation: (X, Y), (X, Y, mask) or (X, Y, mask, lengths), evaluated after
+    each epoch.
     mask: every row must keep a step (a row that keeps none trains nothing), and a
     validation mask at least one; a window that keeps no step makes no update.
     callbacks: objects with any of on_train_begin(model, optimizer, history),
@@ -106,9 +122,12 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     _positive("batch_size", batch_size)
     if seq_len is not None:
         _positive("seq_len", seq_len)
+        if model.whole_sequences:
+            raise ValueError("seq_len: this model reads each row whole (it is bidirectional "
+                             "or gives one label per row); leave seq_len None")
     if on_nan not in ("raise", "skip"):
         raise ValueError(f"on_nan: expected 'raise' or 'skip', got {on_nan!r}")
-    data = _prepare(model, X, Y, mask, "X")
+    data = _prepare(model, X, Y, mask, lengths, "X")
     if data[2] is not None and not data[2].any(axis=0).all():
         empty = np.flatnonzero(~data[2].any(axis=0))
         raise ValueError(f"mask: {len(empty)} rows keep no step (rows "
@@ -116,10 +135,11 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
                          "): they would train nothing; leave them out")
     val = None
     if validation is not None:
-        if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
-            raise TypeError("validation: expected (X, Y) or (X, Y, mask)")
-        vx, vy, *vmask = validation
-        val = _prepare(model, vx, vy, vmask[0] if vmask else None, "validation X")
+        if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3, 4):
+            raise TypeError("validation: expected (X, Y), (X, Y, mask) or "
+                            "(X, Y, mask, lengths)")
+        vx, vy, vmask, vlengths = tuple(validation) + (None,) * (4 - len(validation))
+        val = _prepare(model, vx, vy, vmask, vlengths, "validation X")
         if val[2] is not None and not val[2].any():
             raise ValueError("validation mask: keeps no step, so there is no loss to "
                              "measure")
@@ -145,11 +165,12 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     with bar, np.errstate(over="ignore", invalid="ignore"), single_threaded_blas():
         for epoch in range(start + 1, epochs + 1):
             order = np.random.default_rng([seed, epoch - 1]).permutation(N)
+            dropout = np.random.default_rng([seed, epoch - 1, 1])
             t_start = time.perf_counter()
-            loss, tokens = run.epoch(epoch, epochs, _windows(data, order, batch_size, S,
-                                                             model, train=True))
+            loss, tokens, hits = run.epoch(epoch, epochs, _windows(
+                data, order, batch_size, S, model, train=True, rng=dropout))
             wall = time.perf_counter() - t_start
-            _record(history, model, epoch, loss, tokens, wall, val, batch_size, S)
+            _record(history, model, epoch, loss, tokens, hits, wall, val, batch_size, S)
             if checkpoint is not None:
                 save(to_save, checkpoint, _train_state(opt, history, epoch, seed))
             # every callback sees the epoch, whichever asks to stop
@@ -178,11 +199,12 @@ class _Run:
     step: int
 
     def epoch(self, epoch, epochs, windows):
-        """Update on each (loss, kept steps) of windows; returns the epoch's mean loss
-        (NaN if every step was skipped) and the steps counted."""
-        total, count = 0.0, 0
+        """Update on each (loss, kept steps, hits) of windows; returns the epoch's mean
+        loss (NaN if every step was skipped), the steps counted and the rows
+        classified right (None but for one label per row)."""
+        total, count, right = 0.0, 0, None
         t_start = time.perf_counter()
-        for loss, n_kept in windows:
+        for loss, n_kept, hits in windows:
             if n_kept == 0:
                 # nothing to learn from; the state still went through the window
                 self.step += 1
@@ -194,6 +216,8 @@ class _Run:
                 self.opt.step(self.model.params, self.model.grads)
                 total += loss * n_kept
                 count += n_kept
+                if hits is not None:
+                    right = (right or 0) + hits
             elif self.on_nan == "raise":
                 raise TrainingDiverged(
                     f"training diverged at epoch {epoch}, step {self.step + 1}: loss {loss}, "
@@ -210,7 +234,7 @@ class _Run:
             self.bar.set_postfix_str(f"epoch {epoch}/{epochs} loss "
                                      f"{total / max(count, 1):.4f} {speed:,.0f} tok/s",
                                      refresh=False)
-        return (total / count if count else math.nan), count
+        return (total / count if count else math.nan), count, right
 
 
 def _positive(name, n):
@@ -218,8 +242,10 @@ def _positive(name, n):
         raise ValueError(f"{name}: expected an int >= 1, got {n!r}")
 
 
-def _prepare(model, X, Y, mask, what):
-    """Time-major copies of X, Y (and mask) in the dtypes the model wants."""
+def _prepare(model, X, Y, mask, lengths, what):
+    """Time-major copies of X, Y (and mask) in the dtypes the model wants, and the
+    checked lengths (None: every row all T steps). Labels of one per row come out
+    as a (1, N) step."""
     X, Y = np.asarray(X), np.asarray(Y)
     if model.takes_tokens:
         if X.ndim != 2 or not np.issubdtype(X.dtype, np.integer):
@@ -227,7 +253,14 @@ def _prepare(model, X, Y, mask, what):
                             f"{X.dtype} {X.shape}")
     else:
         X = model.features(X, what)
-    if Y.shape[:2] != X.shape[:2]:
+    if model.per_sequence:
+        if Y.ndim != 1 or not np.issubdtype(Y.dtype, np.integer) or Y.shape[0] != X.shape[0]:
+            raise TypeError(f"Y: expected one int label per row, shape (N,) = "
+                            f"({X.shape[0]},), got {Y.dtype} {Y.shape}")
+        if mask is not None:
+            raise ValueError("mask: a model of one label per row takes lengths=, not a mask")
+        Y = Y[:, None]
+    elif Y.shape[:2] != X.shape[:2]:
         raise ValueError(f"Y: expected (N, T) = {X.shape[:2]} leading like X, got {Y.shape}")
     if model.loss_name == "xent":
         if Y.ndim != 2 or not np.issubdtype(Y.dtype, np.integer):
@@ -248,46 +281,56 @@ def _prepare(model, X, Y, mask, what):
         if mask.shape != X.shape[:2]:
             raise ValueError(f"mask: expected shape (N, T) = {X.shape[:2]}, got {mask.shape}")
         mask = to_time_major(mask.astype(bool))
-    return to_time_major(X), to_time_major(Y), mask
+    lengths = row_lengths(lengths, *X.shape[:2])
+    return to_time_major(X), to_time_major(Y), mask, lengths
 
 
-def _windows(data, order, batch_size, S, model, train):
+def _windows(data, order, batch_size, S, model, train, rng=None):
     """For each batch of rows, each window of S steps in order, with the state
-    carried: yields (loss, kept steps) after loss_and_grads (train) or evaluate."""
-    X, Y, mask = data
+    carried: yields (loss, kept steps, hits) after a training step (train) or an
+    evaluation. A batch's rows go longest first, as the kernels take them."""
+    X, Y, mask, lengths = data
     T = X.shape[0]
     for b0 in range(0, len(order), batch_size):
         rows = order[b0:b0 + batch_size]
+        if lengths is not None:
+            rows = rows[np.argsort(-lengths[rows], kind="stable")]
         xb, yb = X[:, rows], Y[:, rows]
         mb = None if mask is None else mask[:, rows]
         state = None
         for t0 in range(0, T, S):
-            m = None if mb is None else mb[t0:t0 + S]
+            lw = None if lengths is None else np.clip(lengths[rows] - t0, 0, S)
             yw = yb[t0:t0 + S]
+            m = model._mask(None if mb is None else mb[t0:t0 + S], lw, yw.shape[0])
             kept = yw.shape[0] * yw.shape[1] if m is None else int(np.count_nonzero(m))
             # a window that keeps no step only carries the state on
-            run = model.loss_and_grads if train and kept else model.evaluate
-            loss, state = run(xb[t0:t0 + S], yw, m, state)
-            yield loss, kept
+            loss, state, hits = model.step(xb[t0:t0 + S], yw, m, state, lengths=lw, rng=rng,
+                                           train=bool(train and kept))
+            yield loss, kept, hits
 
 
 def evaluate(model, data, batch_size, S):
-    """Mean loss over every kept step of data (time-major, as _prepare gives)."""
-    total, count = 0.0, 0
-    for loss, n in _windows(data, np.arange(data[0].shape[1]), batch_size, S, model,
-                            train=False):
+    """Mean loss over every kept step of data (time-major, as _prepare gives), and
+    the fraction of rows classified right (None but for one label per row)."""
+    total, count, right = 0.0, 0, 0
+    for loss, n, hits in _windows(data, np.arange(data[0].shape[1]), batch_size, S, model,
+                                  train=False):
         total += loss * n
         count += n
-    return total / max(count, 1)
+        right += hits or 0
+    accuracy = right / data[0].shape[1] if model.per_sequence else None
+    return total / max(count, 1), accuracy
 
 
-def _record(history, model, epoch, loss, tokens, wall, val, batch_size, S):
-    tokens_model = model.loss_name == "xent"
+def _record(history, model, epoch, loss, tokens, hits, wall, val, batch_size, S):
+    tokens_model = model.loss_name == "xent" and not model.per_sequence
     history.epoch.append(epoch)
     history.loss.append(loss)
     history.perplexity.append(math.exp(min(loss, 700)) if tokens_model else None)
-    v = None if val is None else evaluate(model, val, batch_size, S)
+    history.accuracy.append(hits / tokens if hits is not None and tokens else None)
+    v, v_accuracy = (None, None) if val is None else evaluate(model, val, batch_size, S)
     history.val_loss.append(v)
+    history.val_accuracy.append(v_accuracy)
     history.val_perplexity.append(math.exp(min(v, 700)) if tokens_model and v is not None
                                   else None)
     history.wall_time.append(wall)
