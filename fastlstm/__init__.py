@@ -10,6 +10,7 @@ from . import callbacks, data, diagnostics, losses, ops
 from ._buffers import release_memory
 from ._threads import get_num_threads, set_num_threads, threads
 from .backends import available_backends
+from .interop import from_torch, to_torch
 from .io import load, save
 from .layers import GRU, LSTM, RNN, Dense, Embedding
 from .model import Model
@@ -21,4 +22,5 @@ from .train import History, StepInfo, TrainingDiverged, train
 __all__ = ["__version__", "ops", "data", "diagnostics", "losses", "callbacks", "available_backends", "get_num_threads",
            "set_num_threads", "threads", "release_memory", "Embedding", "Dense", "RNN", "LSTM", "GRU",
            "Model", "SGD", "Adam", "clip_grads", "train", "History", "StepInfo",
-           "TrainingDiverged", "save", "load", "CharLM", "Vocab", "Forecaster"]
+           "TrainingDiverged", "save", "load", "CharLM", "Vocab", "Forecaster", "from_torch",
+           "to_torch"]
