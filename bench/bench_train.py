@@ -310,9 +310,10 @@ def _peak_rss():
 PEERS = {"fastlstm": FastlstmPeer, "torch": TorchPeer}
 
 
-def worker(conn, peer, threads):
-    """Answers (method, *args) with the method's result, ("stop",) ends."""
-    p = PEERS[peer](threads)
+def worker(conn, peers, peer, threads):
+    """Answers (method, *args) with the method's result, ("stop",) ends. peers:
+    {name: class taking the thread count}."""
+    p = peers[peer](threads)
     while True:
         msg = conn.recv()
         if msg[0] == "stop":
@@ -324,14 +325,16 @@ def worker(conn, peer, threads):
 
 
 class Workers:
-    """One process per (peer, threads)."""
+    """One process per (peer, threads), each a worker of peers (default: this
+    module's)."""
 
-    def __init__(self, keys):
+    def __init__(self, keys, peers=None):
         ctx = mp.get_context("spawn")
         self.conns, self.procs = {}, []
         for peer, threads in keys:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker, args=(child, peer, threads), daemon=True)
+            proc = ctx.Process(target=worker, args=(child, peers or PEERS, peer, threads),
+                               daemon=True)
             proc.start()
             self.conns[peer, threads] = parent
             self.procs.append(proc)
