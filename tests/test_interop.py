@@ -6,6 +6,8 @@ import pytest
 
 import fastlstm
 
+from cells import TOL
+
 torch = pytest.importorskip("torch")
 pack = torch.nn.utils.rnn
 
@@ -56,9 +58,9 @@ def draw(cell, bidirectional, seed=1):
     return x, state, dy, dstate
 
 
-def close(a, e, what):
+def close(a, e, what, tol=TOL[np.float64]):
     e = np.asarray(e)
-    np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-10 * max(np.abs(e).max(), 1e-30),
+    np.testing.assert_allclose(a, e, rtol=tol, atol=tol * max(np.abs(e).max(), 1e-30),
                                err_msg=what)
 
 
