@@ -209,7 +209,9 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
 
 
 def test_ctrl_c_keeps_the_last_finished_epoch(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "fastlstm", *train_args("ck.npz", 50)],
+    # epochs of about 50 ms: 2000 of them, so that no stall of this process on a
+    # loaded machine lets the run end before the signal comes
+    proc = subprocess.Popen([sys.executable, "-m", "fastlstm", *train_args("ck.npz", 2000)],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.time() + 300
