@@ -20,12 +20,18 @@ def _cores():
 
 
 _num_threads = _cores()
+_chosen = False          # set_num_threads or threads() has been called
 _blas_limits = None
 
 
 def get_num_threads():
     """The thread count set for the kernels (default: the cores this process may use)."""
     return _num_threads
+
+
+def chosen():
+    """True once a count was set (set_num_threads, threads()), not the default."""
+    return _chosen
 
 
 class _Governor:
@@ -116,8 +122,9 @@ def _check(n):
 
 
 def _set(n):
-    global _num_threads
+    global _num_threads, _chosen
     _num_threads = n
+    _chosen = True
 
 
 def _load_blas():
@@ -143,15 +150,16 @@ def set_num_threads(n):
 @contextlib.contextmanager
 def threads(n):
     """Context manager: set_num_threads(n) inside the block only."""
+    global _num_threads, _chosen
     _check(n)
     _load_blas()
-    previous = _num_threads
+    previous = _num_threads, _chosen
     with threadpool_limits(limits=n, user_api="blas"):
         _set(n)
         try:
             yield
         finally:
-            _set(previous)
+            _num_threads, _chosen = previous
 
 
 _blas_libraries = None

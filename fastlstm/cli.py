@@ -22,6 +22,7 @@ from .cells import CELLS
 from .optim import Adam
 from .series import Forecaster
 from .text import CharLM, is_word_char
+from .distributed import communicator, local_threads
 from .train import TrainingDiverged
 
 # The built-in corpus's frequent words, by their beginnings.
@@ -81,6 +82,9 @@ def _training_options(p, hidden, epochs, seq_len, batch_size, lr, out):
                    help="go on from the model saved at --out, to --epochs in all")
     p.add_argument("--plot", metavar="PNG", help="save the loss curve (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", choices=("mpi",),
+                   help="data-parallel over the ranks of mpiexec (needs fastlstm[mpi]); "
+                   "rank 0 prints and saves")
 
 
 def parser():
@@ -181,7 +185,19 @@ def _setup(args):
     to write, the plot. Returns the line that says where training runs."""
     if args.threads is not None:
         set_num_threads(args.threads)
-    where = f"backend {get_backend(args.backend).name}, {get_num_threads()} threads"
+    threads, ranks = get_num_threads(), ""
+    if args.distributed:
+        try:
+            comm = communicator(args.distributed)
+        except ImportError as exc:
+            raise UsageError(str(exc)) from None
+        args.rank = comm.rank
+        if comm.rank:   # rank 0 alone speaks
+            sys.stdout = open(os.devnull, "w")
+        if args.threads is None and comm.size > 1:
+            threads = local_threads(comm)
+        ranks = f" on each of {comm.size} ranks"
+    where = f"backend {get_backend(args.backend).name}, {threads} threads{ranks}"
     _writable_file("--out", args.out)
     if args.plot:
         _writable_file("--plot", args.plot)
@@ -218,7 +234,7 @@ def _train_kwargs(args):
                 optimizer=Adam(lr=args.lr, weight_decay=args.weight_decay,
                                backend=args.backend),
                 clip_norm=args.clip, seed=args.seed, progress=not args.quiet,
-                checkpoint=args.out, resume=args.resume)
+                checkpoint=args.out, resume=args.resume, distributed=args.distributed)
 
 
 def _fit(args, thing, values):
@@ -259,6 +275,8 @@ def cmd_train(args):
     if resumed:
         print(resumed, flush=True)
     history = _fit(args, lm, text)
+    if getattr(args, "rank", 0):
+        return 0
     print("\nloss (cross-entropy, nats per character):")
     print(_indent(history.summary()))
     total = sum(history.wall_time)
@@ -356,6 +374,8 @@ def cmd_series(args):
     if resumed:
         print(resumed, flush=True)
     history = _fit(args, fc, values[:split])
+    if getattr(args, "rank", 0):
+        return 0
     print("\nloss (MSE of standardised steps):")
     print(_indent(history.summary()))
     # The model reads the whole series once, so its state at the test part has

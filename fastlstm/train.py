@@ -8,7 +8,8 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._threads import single_threaded_blas
+from ._threads import chosen, get_num_threads, single_threaded_blas, threads
+from .distributed import communicator, local_threads
 from .io import load_checkpoint, save
 from .model import Model, row_lengths, to_time_major
 from .ops import all_finite
@@ -81,7 +82,8 @@ class History:
 
 def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="adam",
           lr=None, clip_norm=5.0, seed=0, validation=None, progress=True, callbacks=None,
-          checkpoint=None, resume=False, mask=None, lengths=None, on_nan="raise"):
+          checkpoint=None, resume=False, mask=None, lengths=None, on_nan="raise",
+          distributed=None):
     """Train model on X -> Y and return its History.
 
     model: a Model, or an object that wraps one (a CharLM): that is what a
@@ -112,6 +114,15 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     state; resume=True continues from it when it exists, to `epochs` in total.
     on_nan: "raise" stops with TrainingDiverged at a NaN/inf loss or gradient,
     "skip" leaves that update out and goes on.
+    distributed: None (one process) or "mpi": every rank of `mpiexec -n P` calls
+    train with the same arguments and data; batch_size is the global batch, each
+    rank computes the gradients of its part of it, one Allreduce a step sums them
+    (weighted by the steps each part kept) so that every rank makes the same
+    update and holds the same weights. The weights start as rank 0's; rank 0 alone
+    shows progress and writes checkpoints; validation is split over the ranks.
+    Each rank takes the machine's cores / its ranks there as threads unless a
+    count was set. An exception on a rank ends the whole job
+    (fastlstm.distributed).
     """
     to_save = model
     model = model if isinstance(model, Model) else getattr(model, "model", None)
@@ -144,17 +155,42 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
             raise ValueError("validation mask: keeps no step, so there is no loss to "
                              "measure")
     opt = make_optimizer(optimizer, lr, backend=model.backend)
+    comm = communicator(distributed)
+    if comm.size == 1:
+        return _train(comm, to_save, model, opt, data, val, epochs, batch_size, seq_len,
+                      clip_norm, seed, progress, callbacks, checkpoint, resume, on_nan)
+    try:
+        with threads(get_threads(comm)):
+            return _train(comm, to_save, model, opt, data, val, epochs, batch_size, seq_len,
+                          clip_norm, seed, progress, callbacks, checkpoint, resume, on_nan)
+    except BaseException:
+        comm.abort()
+
+
+def get_threads(comm):
+    """The kernels' threads on this rank: the count set, else the machine's cores
+    divided by the ranks on it."""
+    return get_num_threads() if chosen() else local_threads(comm)
+
+
+def _train(comm, to_save, model, opt, data, val, epochs, batch_size, seq_len, clip_norm,
+           seed, progress, callbacks, checkpoint, resume, on_nan):
+    """train's loop, its arguments checked (comm: fastlstm.distributed)."""
+    comm.same("X and Y shapes", (data[0].shape, data[1].shape))
     callbacks = list(callbacks or [])
     history, start = History(), 0
-    if resume and checkpoint is not None and os.path.exists(checkpoint):
-        history, start = _resume(to_save, model, opt, checkpoint)
+    if resume and checkpoint is not None and comm.bcast(os.path.exists(checkpoint)):
+        if comm.root:
+            history, start = _resume(to_save, model, opt, checkpoint)
+        history, start, opt.state = comm.bcast((history, start, opt.state))
+    comm.bcast_arrays(model.params.values())
 
     N, T = data[0].shape[1], data[0].shape[0]
     S = T if seq_len is None else min(seq_len, T)
     steps_per_epoch = math.ceil(N / batch_size) * math.ceil(T / S)
     bar = tqdm(total=epochs * steps_per_epoch, initial=start * steps_per_epoch,
-               disable=not progress, unit="step", dynamic_ncols=True)
-    run = _Run(model, opt, clip_norm, on_nan, callbacks, bar, checkpoint,
+               disable=not (progress and comm.root), unit="step", dynamic_ncols=True)
+    run = _Run(model, opt, clip_norm, on_nan, callbacks, bar, checkpoint, comm,
                step=start * steps_per_epoch)
     for cb in callbacks:
         if hasattr(cb, "on_train_begin"):
@@ -165,13 +201,14 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     with bar, np.errstate(over="ignore", invalid="ignore"), single_threaded_blas():
         for epoch in range(start + 1, epochs + 1):
             order = np.random.default_rng([seed, epoch - 1]).permutation(N)
-            dropout = np.random.default_rng([seed, epoch - 1, 1])
+            dropout = np.random.default_rng([seed, epoch - 1, 1]
+                                            + ([comm.rank] if comm.size > 1 else []))
             t_start = time.perf_counter()
             loss, tokens, hits = run.epoch(epoch, epochs, _windows(
-                data, order, batch_size, S, model, train=True, rng=dropout))
+                data, order, batch_size, S, model, train=True, rng=dropout, comm=comm))
             wall = time.perf_counter() - t_start
-            _record(history, model, epoch, loss, tokens, hits, wall, val, batch_size, S)
-            if checkpoint is not None:
+            _record(history, model, epoch, loss, tokens, hits, wall, val, batch_size, S, comm)
+            if checkpoint is not None and comm.root:
                 save(to_save, checkpoint, _train_state(opt, history, epoch, seed))
             # every callback sees the epoch, whichever asks to stop
             if any([cb.on_epoch_end(epoch, history) for cb in callbacks
@@ -180,7 +217,7 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     ends = [cb for cb in callbacks if hasattr(cb, "on_train_end")]
     for cb in ends:
         cb.on_train_end(history)
-    if ends and checkpoint is not None and history.epoch:
+    if ends and checkpoint is not None and history.epoch and comm.root:
         # what they did to the model (early stopping's best weights) is kept too
         save(to_save, checkpoint, _train_state(opt, history, history.epoch[-1], seed))
     return history
@@ -196,6 +233,7 @@ class _Run:
     callbacks: list
     bar: object
     checkpoint: object
+    comm: object
     step: int
 
     def epoch(self, epoch, epochs, windows):
@@ -205,6 +243,8 @@ class _Run:
         total, count, right = 0.0, 0, None
         t_start = time.perf_counter()
         for loss, n_kept, hits in windows:
+            # the global batch's figures, and its gradient in the model's grads
+            loss, n_kept, hits = self.comm.reduce_step(self.model.grads, loss, n_kept, hits)
             if n_kept == 0:
                 # nothing to learn from; the state still went through the window
                 self.step += 1
@@ -285,14 +325,21 @@ def _prepare(model, X, Y, mask, lengths, what):
     return to_time_major(X), to_time_major(Y), mask, lengths
 
 
-def _windows(data, order, batch_size, S, model, train, rng=None):
+def _windows(data, order, batch_size, S, model, train, rng=None, comm=None):
     """For each batch of rows, each window of S steps in order, with the state
     carried: yields (loss, kept steps, hits) after a training step (train) or an
-    evaluation. A batch's rows go longest first, as the kernels take them."""
+    evaluation. A batch's rows go longest first, as the kernels take them. With
+    comm, this rank's part of each batch only (nothing kept where it has none)."""
     X, Y, mask, lengths = data
     T = X.shape[0]
     for b0 in range(0, len(order), batch_size):
         rows = order[b0:b0 + batch_size]
+        if comm is not None:
+            rows = comm.share(rows)
+        if len(rows) == 0:
+            for _ in range(0, T, S):
+                yield 0.0, 0, 0 if model.per_sequence else None
+            continue
         if lengths is not None:
             rows = rows[np.argsort(-lengths[rows], kind="stable")]
         xb, yb = X[:, rows], Y[:, rows]
@@ -309,26 +356,32 @@ def _windows(data, order, batch_size, S, model, train, rng=None):
             yield loss, kept, hits
 
 
-def evaluate(model, data, batch_size, S):
+def evaluate(model, data, batch_size, S, comm=None):
     """Mean loss over every kept step of data (time-major, as _prepare gives), and
-    the fraction of rows classified right (None but for one label per row)."""
+    the fraction of rows classified right (None but for one label per row). With
+    comm (fastlstm.distributed), each rank evaluates its part of the rows."""
+    rows = np.arange(data[0].shape[1])
+    if comm is not None:
+        rows = comm.share(rows)
     total, count, right = 0.0, 0, 0
-    for loss, n, hits in _windows(data, np.arange(data[0].shape[1]), batch_size, S, model,
-                                  train=False):
+    for loss, n, hits in _windows(data, rows, batch_size, S, model, train=False):
         total += loss * n
         count += n
         right += hits or 0
+    if comm is not None:
+        total, count, right = comm.reduce_sums([total, count, right])
     accuracy = right / data[0].shape[1] if model.per_sequence else None
     return total / max(count, 1), accuracy
 
 
-def _record(history, model, epoch, loss, tokens, hits, wall, val, batch_size, S):
+def _record(history, model, epoch, loss, tokens, hits, wall, val, batch_size, S, comm):
     tokens_model = model.loss_name == "xent" and not model.per_sequence
     history.epoch.append(epoch)
     history.loss.append(loss)
     history.perplexity.append(math.exp(min(loss, 700)) if tokens_model else None)
     history.accuracy.append(hits / tokens if hits is not None and tokens else None)
-    v, v_accuracy = (None, None) if val is None else evaluate(model, val, batch_size, S)
+    v, v_accuracy = (None, None) if val is None else evaluate(model, val, batch_size, S,
+                                                              comm)
     history.val_loss.append(v)
     history.val_accuracy.append(v_accuracy)
     history.val_perplexity.append(math.exp(min(v, 700)) if tokens_model and v is not None

@@ -228,3 +228,20 @@ def test_a_series_of_one_feature_needs_no_reshape():
         model.predict(z)
     with pytest.raises(ValueError, match=r"\(N, T, F\)"):
         fastlstm.train(Model.for_series(2, hidden_size=2), X, Y, progress=False)
+
+
+def test_distributed_argument(python):
+    X, Y, mask = toy_tokens(n=4, T=6)
+    with pytest.raises(ValueError, match="distributed: expected None or 'mpi', got 'gloo'"):
+        fastlstm.train(small_model(), X, Y, distributed="gloo", progress=False)
+    r = python("""
+        import sys
+        sys.modules["mpi4py"] = None   # as if it were not installed
+        import numpy as np, fastlstm
+        m = fastlstm.Model.for_tokens(3, hidden_size=4)
+        try:
+            fastlstm.train(m, np.zeros((2, 3), int), np.zeros((2, 3), int), distributed="mpi")
+        except ImportError as exc:
+            print(exc)
+    """)
+    assert 'needs mpi4py and an MPI library: pip install "fastlstm[mpi]"' in r.stdout, r.stderr
