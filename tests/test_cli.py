@@ -209,11 +209,13 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
 
 
 def test_ctrl_c_keeps_the_last_finished_epoch(tmp_path):
-    # epochs of about 50 ms: 2000 of them, so that no stall of this process on a
-    # loaded machine lets the run end before the signal comes
+    # 2000 epochs of about 50 ms, so that the run cannot end before the signal. The
+    # run starts with SIGINT at its default: a shell that starts pytest in the
+    # background without job control makes it ignored, and Python keeps it so.
     proc = subprocess.Popen([sys.executable, "-m", "fastlstm", *train_args("ck.npz", 2000)],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not (tmp_path / "ck.npz").exists():
         assert time.time() < deadline and proc.poll() is None
