@@ -7,7 +7,7 @@ still running, which, with the rows sorted longest first, are the first ones.
 """
 import numpy as np
 
-__all__ = ["by_length", "running_counts", "take", "put", "reverse"]
+__all__ = ["by_length", "sort_rows", "running_counts", "take", "put", "reverse"]
 
 
 def by_length(lengths):
@@ -17,6 +17,16 @@ def by_length(lengths):
         return None, lengths
     order = np.argsort(-lengths, kind="stable")
     return order, lengths[order]
+
+
+def sort_rows(lengths, batch):
+    """(order or None, sorted lengths or None, the arrays of batch with their rows
+    longest first): batch is [(array, the axis of its rows)]; nothing is moved
+    where lengths is None or already sorted."""
+    if lengths is None:
+        return None, None, [a for a, _ in batch]
+    order, lengths = by_length(lengths)
+    return order, lengths, [take(a, order, axis) for a, axis in batch]
 
 
 def running_counts(lengths, T, B):

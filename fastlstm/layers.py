@@ -19,7 +19,7 @@ again on the way (a forward of Model checks the tokens or features it is given).
 import numpy as np
 
 from . import ops
-from ._rows import by_length, put, reverse, take
+from ._rows import put, reverse, sort_rows, take
 from .backends import get_backend
 from .cells import CELLS
 
@@ -33,9 +33,9 @@ def _dtype(dtype):
     return d
 
 
-def _size(name, n):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{name}: expected an int >= 1, got {n!r}")
+def _size(name, n, least=1):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < least:
+        raise ValueError(f"{name}: expected an int >= {least}, got {n!r}")
     return int(n)
 
 
@@ -255,7 +255,7 @@ class Recurrent(Layer):
 
     def _layer_params(self, layer, direction=0):
         """The arrays of one layer and direction, in the kernels' order, and their
-        names without the prefix."""
+        names in params (with the direction's prefix)."""
         names = ("Wx", "Wh") + self.biases
         prefix = self._directions(layer)[direction]
         return [self.params[f"{prefix}{n}"] for n in names], \
@@ -372,15 +372,10 @@ class Recurrent(Layer):
 
 
 def _by_length(x, state, lengths):
-    """(order, sorted lengths, x, state) with the rows longest first; order None
-    (nothing moved) where they are already so or lengths is None."""
-    if lengths is None:
-        return None, None, x, state
-    order, lengths = by_length(lengths)
-    if order is None:
-        return None, lengths, x, state
-    return order, lengths, take(x, order, 1), \
-        None if state is None else tuple(take(s, order, 1) for s in state)
+    """(order, sorted lengths, x, state) with the rows longest first (_rows.sort_rows;
+    state None stays None)."""
+    order, lengths, (x, *state) = sort_rows(lengths, [(x, 1)] + [(s, 1) for s in state or ()])
+    return order, lengths, x, tuple(state) if state else None
 
 
 class RNN(Recurrent):

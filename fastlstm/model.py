@@ -17,7 +17,7 @@ import numpy as np
 from . import ops
 from ._rows import by_length, put
 from ._threads import single_threaded_blas
-from .layers import RECURRENT, Dense, Embedding, Last, Recurrent, _features
+from .layers import RECURRENT, Dense, Embedding, Last, Recurrent, _features, _size
 from .losses import LOSSES
 from .stepper import Stepper
 
@@ -81,7 +81,7 @@ class Model:
                     dtype=np.float32, backend="auto"):
         """Recurrent stack on n_features inputs -> each row's last step (Last) ->
         Dense to n_classes logits; cross-entropy against one int label per row."""
-        _size_at_least("n_classes", n_classes, 2)
+        _size("n_classes", n_classes, least=2)
         seeds = np.random.SeedSequence(seed).spawn(2)
         stack = _cell(cell)(n_features, hidden_size, num_layers, bidirectional=bidirectional,
                             dropout=dropout, seed=seeds[0], dtype=dtype, backend=backend)
@@ -365,11 +365,6 @@ def _rows_of(state, rows):
     if state is None:
         return None
     return tuple(tuple(np.asarray(s)[:, rows] for s in layer) for layer in state)
-
-
-def _size_at_least(name, n, least):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < least:
-        raise ValueError(f"{name}: expected an int >= {least}, got {n!r}")
 
 
 def to_time_major(X):

@@ -19,7 +19,7 @@ them where they are not, and puts every result back in the caller's order.
 """
 import numpy as np
 
-from ._rows import by_length, put, take
+from ._rows import put, sort_rows, take
 from ._threads import team_size
 from .backends import available_backends, get_backend
 from .cells import CELLS
@@ -110,17 +110,6 @@ def lengths_array(lengths, T, B, rows="B", steps="T"):
     return None if (a == T).all() else a.astype(np.intp)
 
 
-def _sorted(lengths, T, B, batch):
-    """Check lengths and sort the rows longest first: (order or None, sorted
-    lengths or None, the arrays of batch with their rows in that order). batch is
-    [(array, axis of its rows)]."""
-    lengths = lengths_array(lengths, T, B)
-    order = None
-    if lengths is not None:
-        order, lengths = by_length(lengths)
-    return order, lengths, [take(a, order, axis) for a, axis in batch]
-
-
 def _cache(cache, cell):
     """Check a forward cache before a compiled kernel reads it."""
     keys = CELLS[cell].cache
@@ -166,7 +155,8 @@ def _forward(cell, backend, cache, lengths, x, Wx, Wh, biases, states):
     initial states (B, H), biases the checked bias vectors."""
     given = (x, Wx, Wh) + tuple(states)
     T, B = x.shape[:2]
-    order, lengths, (x, *states) = _sorted(lengths, T, B, [(x, 1)] + [(s, 0) for s in states])
+    order, lengths, (x, *states) = sort_rows(lengths_array(lengths, T, B),
+                                             [(x, 1)] + [(s, 0) for s in states])
     arrays = (x, Wx, Wh) + tuple(states)
     if cache:
         arrays = _kept(zip(arrays, given))

@@ -8,6 +8,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._rows import by_length
 from ._threads import chosen, get_num_threads, single_threaded_blas, threads
 from .distributed import communicator, local_threads
 from .io import load_checkpoint, save
@@ -341,7 +342,8 @@ def _windows(data, order, batch_size, S, model, train, rng=None, comm=None):
                 yield 0.0, 0, 0 if model.per_sequence else None
             continue
         if lengths is not None:
-            rows = rows[np.argsort(-lengths[rows], kind="stable")]
+            order_here, _ = by_length(lengths[rows])
+            rows = rows if order_here is None else rows[order_here]
         xb, yb = X[:, rows], Y[:, rows]
         mb = None if mask is None else mask[:, rows]
         state = None
