@@ -159,6 +159,9 @@ def main(argv=None):
     ap.add_argument("--isolate", action="store_true",
                     help="time each peer in a process of its own (still interleaved), "
                     "to rule out that the peers' thread pools interfere")
+    ap.add_argument("--compile-times", action="store_true",
+                    help="first time the Numba kernels' compilation, cold and from the "
+                    "disk cache, in fresh processes (about 3 minutes)")
     args = ap.parse_args(argv)
 
     backends = args.backends or fastlstm.available_backends()
@@ -174,14 +177,10 @@ def main(argv=None):
             print("torch not installed: no peer column", file=sys.stderr)
 
     if "numba" in backends:
-        import numba
+        if args.compile_times:
+            print(compile_times(), file=sys.stderr)
         from fastlstm import _numba
-        cache_dir = os.path.dirname(_numba.__file__)
-        t0 = time.perf_counter()
         _numba.warm_up()
-        print(f"numba {numba.__version__}: warm_up() took {time.perf_counter() - t0:.1f} s "
-              f"(compiles 12 kernels on the first run, else loads them from {cache_dir})",
-              file=sys.stderr)
     rows = []
     for n in args.threads:
         if args.isolate:
@@ -212,6 +211,9 @@ def main(argv=None):
                     print(".", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     print(table(rows))
+    if {"numba", "cython"} <= set(peers):
+        print()
+        print(numba_table(rows))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         meta = dict(machine=platform.machine(), processor=platform.processor(),
@@ -254,6 +256,49 @@ def isolated_rows(args, peers, shapes, n):
         for proc in procs:
             proc.join()
     return rows
+
+
+_WARM_UP = """
+import time
+t0 = time.perf_counter()
+from fastlstm import _numba
+t1 = time.perf_counter()
+_numba.warm_up()
+print(t1 - t0, time.perf_counter() - t1)
+"""
+
+
+def compile_times():
+    """The Numba kernels' warm_up() in two fresh processes on an empty disk cache
+    of their own: compiled cold, then loaded from that cache."""
+    import subprocess
+    import tempfile
+    import numba
+    times = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for _ in range(2):
+            out = subprocess.run([sys.executable, "-c", _WARM_UP], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            times.append([float(t) for t in out])
+    (_, cold), (imported, cached) = times
+    return (f"numba {numba.__version__}: warm_up() {cold:.1f} s cold, {cached:.2f} s from "
+            f"the disk cache (import of fastlstm._numba {imported:.2f} s)")
+
+
+def numba_table(rows):
+    """The train step of Numba against Cython and torch, per thread count, cell and
+    shape (the Numba backend's goals: numba/cython <= 1.3, torch/numba >= 1)."""
+    ms = {(r["threads"], r["cell"], r["B"], r["H"], r["backend"]): r["train_ms"] for r in rows}
+    out = ["| threads | cell | B | H | numba/cython | torch/numba |", "|---|---|---|---|---|---|"]
+    for (n, cell, B, H, backend), t in ms.items():
+        if backend != "numba" or (n, cell, B, H, "cython") not in ms:
+            continue
+        torch_ms = ms.get((n, cell, B, H, "torch"))
+        vs_torch = f"{torch_ms / t:.2f}" if torch_ms else "-"
+        out.append(f"| {n} | {cell} | {B} | {H} | {t / ms[(n, cell, B, H, 'cython')]:.2f} "
+                   f"| {vs_torch} |")
+    return "\n".join(out)
 
 
 def table(rows):

@@ -1,5 +1,6 @@
 """What every test of the kernels shares: the cells, the tolerance table, random
-problems and a call that runs forward + backward through fastlstm.ops."""
+problems and a call that runs forward + backward through fastlstm.ops; the panel kernels'
+comparisons with NumPy."""
 import numpy as np
 from numpy.testing import assert_allclose
 
@@ -51,3 +52,16 @@ def assert_same(expected, actual, dtype):
         assert a.shape == e.shape, name
         scale = max(np.abs(e).max(), 1e-30)
         assert_allclose(a, e, rtol=TOL[dtype], atol=TOL[dtype] * scale, err_msg=name)
+
+
+def gemm_close(a, b, dtype):
+    """A panel kernel's product equal to NumPy's up to its dtype's rounding."""
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert_allclose(a, b, rtol=tol, atol=tol * max(1.0, np.abs(b).max()))
+
+
+def padded(W, width):
+    """W with zero columns up to width."""
+    out = np.zeros((W.shape[0], width), W.dtype)
+    out[:, :W.shape[1]] = W
+    return out

@@ -4,21 +4,11 @@ counts, add and bias, A transposed, widths that are and are not whole vectors.""
 import numpy as np
 import pytest
 
+from cells import gemm_close as close, padded
+
 _panels = pytest.importorskip("fastlstm._cy._panels")
 
 DTYPES = [np.float32, np.float64]
-
-
-def close(a, b, dtype):
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(1.0, np.abs(b).max()))
-
-
-def padded(W, width):
-    """W with zero columns up to width."""
-    out = np.zeros((W.shape[0], width), W.dtype)
-    out[:, :W.shape[1]] = W
-    return out
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -14,7 +14,8 @@ from .._rows import running_counts
 from .._threads import single_threaded_blas, team_size
 from ..cells import CELLS
 from . import gru, lstm, rnn, step
-from .common import input_projection, weight_grads
+from .common import input_projection, step_panels, weight_grads
+from .simd import lanes_of
 
 
 def _threads():
@@ -32,6 +33,16 @@ def _windows(T, step_elements, cache):
     """(t0, t1) of the windows a forward runs in: one without a cache."""
     W = T if cache else max(1, min(T, WINDOW_ELEMENTS // step_elements))
     return [(t0, min(T, t0 + W)) for t0 in range(0, T, W)]
+
+
+def _padded_dh(dhT):
+    """dhT in a (B, Hp) array padded to whole blocks of units, as the backward
+    kernels' dh: the panel kernel writes whole vectors."""
+    B, H = dhT.shape
+    U = lanes_of(dhT.dtype)
+    dh = np.zeros((B, (H + U - 1) // U * U), dhT.dtype)
+    dh[:, :H] = dhT
+    return dh
 
 
 def _running(lengths, T, B):
@@ -52,13 +63,13 @@ def rnn_forward(x, Wx, Wh, b, h0, cache=True, lengths=None):
 def rnn_backward(cache, dy, dhT):
     T, B, _ = dy.shape
     dA = empty(dy.shape, dy.dtype)
-    dh = dhT.copy()
+    dh = _padded_dh(dhT)
     with single_threaded_blas():
         n = _threads()
         rnn.backward(cache["Wh"], cache["y"], dy, dA, dh, _running(cache.get("lengths"), T, B),
                      n)
         dx, dWx, dWh = weight_grads(cache["x"], cache["h0"], cache["y"], cache["Wx"], dA, dA, n)
-    return dx, dWx, dWh, dA.sum(axis=(0, 1)), dh
+    return dx, dWx, dWh, dA.sum(axis=(0, 1)), np.ascontiguousarray(dh[:, :dhT.shape[1]])
 
 
 def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True, lengths=None):
@@ -89,13 +100,13 @@ def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True, lengths=None):
 def lstm_backward(cache, dy, dhT, dcT):
     T, B, _ = dy.shape
     dA = empty(cache["gates"].shape, dy.dtype)
-    dh, dc = dhT.copy(), dcT.copy()
+    dh, dc = _padded_dh(dhT), dcT.copy()
     with single_threaded_blas():
         n = _threads()
         lstm.backward(cache["Wh"], cache["c0"], cache["c"], cache["gates"], dy, dA, dh, dc,
                       _running(cache.get("lengths"), T, B), n)
         dx, dWx, dWh = weight_grads(cache["x"], cache["h0"], cache["y"], cache["Wx"], dA, dA, n)
-    return dx, dWx, dWh, dA.sum(axis=(0, 1)), dh, dc
+    return dx, dWx, dWh, dA.sum(axis=(0, 1)), np.ascontiguousarray(dh[:, :dhT.shape[1]]), dc
 
 
 def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True, lengths=None):
@@ -124,18 +135,19 @@ def gru_backward(cache, dy, dhT):
     T, B, _ = dy.shape
     dAX = empty(cache["gates"].shape, dy.dtype)
     dAH = empty(dAX.shape, dAX.dtype)
-    dh = dhT.copy()
+    dh = _padded_dh(dhT)
     with single_threaded_blas():
         n = _threads()
         gru.backward(cache["Wh"], cache["h0"], cache["y"], cache["gates"], cache["hn"], dy,
                      dAX, dAH, dh, _running(cache.get("lengths"), T, B), n)
         dx, dWx, dWh = weight_grads(cache["x"], cache["h0"], cache["y"], cache["Wx"], dAX, dAH,
                                     n)
-    return dx, dWx, dWh, dAX.sum(axis=(0, 1)), dAH.sum(axis=(0, 1)), dh
+    return (dx, dWx, dWh, dAX.sum(axis=(0, 1)), dAH.sum(axis=(0, 1)),
+            np.ascontiguousarray(dh[:, :dhT.shape[1]]))
 
 
 def rnn_step_weights(Wx, Wh, b):
-    return Wx, Wh, b
+    return Wx, step_panels(Wh, 1), b
 
 
 def rnn_step(weights, x, h, h_next):
@@ -143,7 +155,7 @@ def rnn_step(weights, x, h, h_next):
 
 
 def lstm_step_weights(Wx, Wh, b):
-    return Wx, Wh, b
+    return Wx, step_panels(Wh, 4), b
 
 
 def lstm_step(weights, x, h, c, h_next):
@@ -151,7 +163,7 @@ def lstm_step(weights, x, h, c, h_next):
 
 
 def gru_step_weights(Wx, Wh, bx, bh):
-    return Wx, Wh, bx, bh
+    return Wx, step_panels(Wh, 3), bx, bh
 
 
 def gru_step(weights, x, h, h_next):

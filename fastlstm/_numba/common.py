@@ -1,24 +1,24 @@
 """Helpers shared by the Numba cell kernels: gate functions, thread splits, the
-hoisted GEMMs.
+packed panels of the time loop and the GEMMs over all T*B rows.
 
-The Numba schedule (docs/DESIGN.md, "The Numba backend") differs from the Cython
-kernels': every GEMM is np.dot, single-threaded BLAS (the wrappers hold
-fastlstm._threads.single_threaded_blas) inside Numba's threads, not the panel
-kernel; a step's work goes to P = step_threads(B, H, n) threads (at least 16
-units and 2048 of B*H each) through a prange per step, or none where P is 1:
-the forward's on the columns of Wh for its units, copied once per call, the
-backward's on Wh's rows in place; the weight gradients split the T*B rows
-across threads, each summing a partial product, added after; db is summed
-after the loop."""
+The Numba schedule (docs/DESIGN.md, "The Numba backend") is the Cython kernels':
+per step, P = step_threads(B, H, G, n) threads (one prange per step, none where
+P is 1) each own whole unit blocks of U, multiply on their panels of Wh, packed
+once per call, with the panel kernel (panels.py), and run the gate pass of their
+units; the input projection and the weight gradients run on the same kernel,
+before and after the loop, where their columns are whole panels (np.dot, on
+single-threaded BLAS, otherwise)."""
 from fractions import Fraction
 
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-# error_model="numpy": division without a zero check (as cdivision in Cython), which
-# would otherwise raise ZeroDivisionError and keep LLVM from vectorising the gate loops.
-JIT = dict(nogil=True, cache=True, error_model="numpy")
+from .jit import JIT
+from .panels import START_BIAS, START_C, START_ZERO, blocks, pack_gate_panels, pack_unit_blocks, \
+    panel_gemm
+from .simd import lanes, load, store
+
 
 
 def lambert_tanh(depth):
@@ -90,6 +90,13 @@ def one_of(a):
     return np.ones(1, dtype=a.dtype)[0]
 
 
+@njit(**JIT)
+def add_into(acc, a):
+    """acc += a, elementwise over two (n,) arrays, in a loop LLVM vectorises."""
+    for j in range(acc.shape[0]):
+        acc[j] += a[j]
+
+
 @njit(inline="always", **JIT)
 def span_lo(n, parts, p):
     """First index of part p when [0, n) is cut into `parts` near-equal parts."""
@@ -114,117 +121,252 @@ def finish_cell(active, t, c_t, cT):
     cT[ending:Bt] = c_t[ending:Bt]
 
 
-@njit(**JIT)
-def step_threads(B, H, n_threads):
-    """Threads for the per-step work: at least 16 units and 2048 of B*H each. With
-    one, the kernels run the step outside prange: waking Numba's pool for every
-    step cost more than a batch-1 step itself (bench/RESULTS.md)."""
-    return max(1, min(n_threads, H // 16, B * H // 2048))
+# Multiply-adds of the per-step product each thread of a step must have: 4x the
+# Cython kernels' STEP_MIN_WORK, since a Numba parallel region per step costs
+# about 1 us (an empty prange, OpenMP layer, this 2-core VM) against their
+# barrier; a batch-1 LSTM step at H = 128 is about 3 us of one core. Not tuned
+# further.
+STEP_MIN_WORK = 131072
 
 
 @njit(**JIT)
-def pack_units(W, Wp, G, H, j0, j1):
-    """Wp (K, G*n) := the G gate columns k*H + j, j in [j0, j1), of W (K, G*H)."""
-    n = j1 - j0
-    for k in range(G):
-        Wp[:, k * n:(k + 1) * n] = W[:, k * H + j0:k * H + j1]
+def step_threads(B, H, G, like, n_threads):
+    """Threads for a step's work (G gate blocks): at most one per block of U units
+    (U = lanes(like)) and at least STEP_MIN_WORK of its B*H*G*H multiply-adds
+    each. With one, the kernels run the step outside prange."""
+    return max(1, min(n_threads, B * H * G * H // STEP_MIN_WORK, blocks(H, lanes(like))))
 
 
 @njit(**JIT)
-def panel(flat, K, G, j0, j1):
-    """The (K, G*(j1 - j0)) block of a flat per-thread buffer owned by units j0:j1."""
-    return flat[K * G * j0:K * G * j1].reshape(K, G * (j1 - j0))
+def thread_blocks(H, U, P, p):
+    """(q0, q1): the unit blocks of U that thread p of P owns."""
+    nb = blocks(H, U)
+    return span_lo(nb, P, p), span_lo(nb, P, p + 1)
 
 
 @njit(**JIT)
-def recurrent_units(h_prev, Whp, S, G, j0, j1):
-    """h_{t-1} @ Wh for units [j0, j1): one GEMM on the thread's packed panel of Wh,
-    into its (B, G*n) block of S, which it returns."""
-    H = h_prev.shape[1]
-    Sp = panel(S, h_prev.shape[0], G, j0, j1)
-    np.dot(h_prev, panel(Whp, H, G, j0, j1), Sp)
-    return Sp
+def recurrent_units(h_prev, Whp, S, G, q0, q1, Bt):
+    """2. h_{t-1} @ Wh for the unit blocks [q0, q1) of the first Bt rows: one call
+    of the panel kernel on the thread's panels (pack_gate_panels), into its
+    (B, G*n) block of S, which it returns; gate k of the block's unit j is at
+    column k*n + j, n = (q1 - q0)*U."""
+    B, H = h_prev.shape
+    U = lanes(S)
+    n = (q1 - q0) * U
+    s0 = B * G * q0 * U
+    panel_gemm(Bt, H, G * (q1 - q0), h_prev.reshape(-1), 0, H, 1, Whp, G * q0 * H * U, H * U,
+               S, s0, G * n, U, START_ZERO, S, 0)
+    return S[s0:s0 + B * G * n].reshape(B, G * n)
 
 
 @njit(**JIT)
-def dh_units(dA_t, Wh, D, dh, j0, j1, accumulate):
-    """dh[:, j0:j1] (+)= dA_t @ Wh[j0:j1].T, through the thread's block of D (a
-    column slice of dh cannot be a GEMM's output)."""
-    Dp = panel(D, dh.shape[0], 1, j0, j1)
-    np.dot(dA_t, Wh[j0:j1].T, Dp)
-    if accumulate:
-        dh[:, j0:j1] += Dp
-    else:
-        dh[:, j0:j1] = Dp
+def dh_units(dA, t, Bt, WhTp, dh, q0, q1, mode):
+    """5. dh[:Bt, blocks q0:q1] := (START_ZERO) or += (START_C) dA_t @ Wh.T on
+    Wh's panels (pack_unit_blocks); dA (T, B, N), dh (B, Hp) padded to whole
+    blocks."""
+    _, B, N = dA.shape
+    U = lanes(WhTp)
+    panel_gemm(Bt, N, q1 - q0, dA.reshape(-1), t * B * N, N, 1, WhTp, q0 * N * U, N * U,
+               dh.reshape(-1), q0 * U, dh.shape[1], U, mode, WhTp, 0)
 
 
 @njit(parallel=True, **JIT)
 def pack_panels(Wh, Whp, G, P):
+    """Whp := Wh (H, G*H) as the panels of P threads, each packing its own."""
     H = Wh.shape[0]
+    U = lanes(Whp)
     for p in prange(P):
-        j0, j1 = span_lo(H, P, p), span_lo(H, P, p + 1)
-        pack_units(Wh, panel(Whp, H, G, j0, j1), G, H, j0, j1)
+        q0, q1 = thread_blocks(H, U, P, p)
+        pack_gate_panels(Wh, Whp, G, q0, q1)
+
+
+@njit(parallel=True, **JIT)
+def pack_backward(Wh, WhTp, P):
+    """WhTp := Wh (H, N) as the panels of dA @ Wh.T, P threads each packing its own."""
+    H = Wh.shape[0]
+    U = lanes(WhTp)
+    for p in prange(P):
+        q0, q1 = thread_blocks(H, U, P, p)
+        pack_unit_blocks(Wh, WhTp, q0, q1)
 
 
 @njit(**JIT)
 def start_forward(x, Wx, b, Wh, A, G, n_threads):
-    """What every forward does before its time loop: A (T, B, G*H) := X Wx + b, and
-    Wh packed into per-thread panels. Returns P (threads per step), the panels
-    Whp and the scratch S (B*G*H,) for each step's h_{t-1} Wh."""
+    """What every forward does before its time loop: 1. A (T, B, G*H) := X Wx + b,
+    and Wh packed into per-thread panels. Returns P (threads per step), the panels
+    Whp and the scratch S (B*G*Hp,) for each step's h_{t-1} Wh."""
     T, B, I = x.shape
     H = Wh.shape[0]
-    P = step_threads(B, H, n_threads)
+    U = lanes(x)
+    Hp = blocks(H, U) * U
+    P = step_threads(B, H, G, x, n_threads)
     input_projection(x.reshape(T * B, I), Wx, b, A.reshape(T * B, G * H), n_threads)
-    Whp = np.empty(H * G * H, dtype=x.dtype)
+    Whp = np.empty(G * Hp * H, dtype=x.dtype)
     pack_panels(Wh, Whp, G, P)
-    return P, Whp, np.empty(B * G * H, dtype=x.dtype)
+    return P, Whp, np.empty(B * G * Hp, dtype=x.dtype)
+
+
+@njit(**JIT)
+def step_panels(Wh, G):
+    """Wh (H, G*H) packed for the one-step kernels: the panels of one thread that
+    owns every unit."""
+    H = Wh.shape[0]
+    U = lanes(Wh)
+    Whp = np.empty(G * blocks(H, U) * U * H, dtype=Wh.dtype)
+    pack_gate_panels(Wh, Whp, G, 0, blocks(H, U))
+    return Whp
+
+
+@njit(**JIT)
+def start_backward(Wh, like, G, n_threads):
+    """What every backward does before its time loop: P (threads per step) and Wh
+    packed into per-thread panels of dA @ Wh.T."""
+    H = Wh.shape[0]
+    B = like.shape[1]
+    P = step_threads(B, H, G, like, n_threads)
+    WhTp = np.empty(blocks(H, lanes(like)) * lanes(like) * Wh.shape[1], dtype=like.dtype)
+    pack_backward(Wh, WhTp, P)
+    return P, WhTp
+
+
+# A's rows per call of the panel kernel in the GEMMs over all T*B rows: 256 KB of
+# float32, which stay in L2 while each group of panels passes over them.
+ROW_BLOCK_ELEMENTS = 65536
+
+
+@njit(**JIT)
+def rows_times_panels(A, lo, hi, Wp, C, bias, mode):
+    """C[lo:hi] := A[lo:hi] @ W (+ bias, a row of N, with mode START_BIAS) for A
+    (rows, K), C (rows, N), W (K, N) packed as N / U panels of K rows, one after
+    the other (pack_gate_panels with G = 1, or pack_unit_blocks of W.T)."""
+    K, N = A.shape[1], C.shape[1]
+    U = lanes(Wp)
+    mc = max(1, ROW_BLOCK_ELEMENTS // K)
+    for r0 in range(lo, hi, mc):
+        panel_gemm(min(mc, hi - r0), K, N // U, A.reshape(-1), r0 * K, K, 1, Wp, 0, K * U,
+                   C.reshape(-1), r0 * N, N, U, mode, bias, 0)
 
 
 @njit(parallel=True, **JIT)
 def input_projection(x2, Wx, b, A2, n_threads):
-    """A2 := x2 @ Wx + b for x2 (rows, I), rows split across threads."""
-    rows = x2.shape[0]
+    """A2 := x2 @ Wx + b for x2 (rows, I), rows split across threads: on the panel
+    kernel where Wx's columns are whole panels (Wx packed once, the threads each
+    packing a part), else np.dot."""
+    rows, I = x2.shape
+    N = Wx.shape[1]
+    U = lanes(x2)
+    if N % U:
+        for p in prange(n_threads):
+            lo, hi = span_lo(rows, n_threads, p), span_lo(rows, n_threads, p + 1)
+            if hi > lo:
+                np.dot(x2[lo:hi], Wx, A2[lo:hi])
+                A2[lo:hi] += b
+        return
+    Wxp = np.empty(I * N, dtype=x2.dtype)
     for p in prange(n_threads):
-        lo, hi = span_lo(rows, n_threads, p), span_lo(rows, n_threads, p + 1)
-        if hi > lo:
-            np.dot(x2[lo:hi], Wx, A2[lo:hi])
-            A2[lo:hi] += b
+        pack_gate_panels(Wx, Wxp, 1, span_lo(N // U, n_threads, p),
+                         span_lo(N // U, n_threads, p + 1))
+    for p in prange(n_threads):
+        rows_times_panels(x2, span_lo(rows, n_threads, p), span_lo(rows, n_threads, p + 1),
+                          Wxp, A2, b, START_BIAS)
+
+
+# Rows of dA packed at a time for the weight gradients; and the most bytes of dWx
+# or dWh a thread may own on the panel kernel, which adds every chunk into them,
+# so they must stay in its L2 (src_cy/_common.pxd measured both).
+GRAD_ROWS = 256
+GRAD_MAX_BYTES = 2097152
+
+
+@njit(**JIT)
+def pack_rows(dA2, k0, K, Pk, q0, q1):
+    """Pk := rows [k0, k0 + K) of dA2 (rows, N) as the panels of the column blocks
+    [q0, q1): block q is the (K, U) panel at q*GRAD_ROWS*U of Pk."""
+    N = dA2.shape[1]
+    U = lanes(Pk)
+    flat = dA2.reshape(-1)
+    for q in range(q0, q1):
+        at = q * GRAD_ROWS * U
+        for r in range(K):
+            store(Pk, at + r * U, load(flat, (k0 + r) * N + q * U))
+
+
+@njit(**JIT)
+def grad_columns(x, h0, y, dAX, dAH, same, dWx, dWh, Pk, q0, q1):
+    """6. The column blocks [q0, q1) of dWx = X.T dAX and dWh = [h0; Y[:-1]].T dAH,
+    on the panel kernel with X, h0 and Y read in place (given transposed): GRAD_ROWS
+    rows of dA packed at a time, each chunk's rows from h0 or from Y only, each
+    added into dW. same: dAH is dAX (packed once)."""
+    T, B, I = x.shape
+    H = h0.shape[1]
+    N = dAX.shape[2]
+    TB = T * B
+    U = lanes(Pk)
+    dAX2, dAH2 = dAX.reshape(TB, N), dAH.reshape(TB, N)
+    x1, h01, y1 = x.reshape(-1), h0.reshape(-1), y.reshape(-1)
+    PX = Pk[:GRAD_ROWS * N]
+    PH = PX if same else Pk[GRAD_ROWS * N:]
+    k0 = 0
+    while k0 < TB:
+        K = min(k0 + GRAD_ROWS, B if k0 < B else TB) - k0
+        mode = START_ZERO if k0 == 0 else START_C
+        pack_rows(dAX2, k0, K, PX, q0, q1)
+        panel_gemm(I, K, q1 - q0, x1, k0 * I, 1, I, PX, q0 * GRAD_ROWS * U, GRAD_ROWS * U,
+                   dWx.reshape(-1), q0 * U, N, U, mode, PX, 0)
+        if not same:
+            pack_rows(dAH2, k0, K, PH, q0, q1)
+        hp, at = (h01, k0 * H) if k0 < B else (y1, (k0 - B) * H)
+        panel_gemm(H, K, q1 - q0, hp, at, 1, H, PH, q0 * GRAD_ROWS * U, GRAD_ROWS * U,
+                   dWh.reshape(-1), q0 * U, N, U, mode, PH, 0)
+        k0 += K
 
 
 @njit(parallel=True, **JIT)
 def weight_grads(x, h0, y, Wx, dAX, dAH, n_threads):
-    """dWx = X.T dAX;  dWh = [h0; Y[:-1]].T dAH;  dx = dAX Wx.T over all T*B rows.
+    """6. dWx = X.T dAX;  dWh = [h0; Y[:-1]].T dAH;  dx = dAX Wx.T over all T*B rows.
 
-    dAX, dAH (T, B, G*H): gradients of the input and recurrent pre-activations.
-    The rows are split across threads (at least 128 each); each sums its partial
-    products, then the partial sums are added. One thread writes the results
-    directly: allocating and adding partial sums cost more than the GEMMs at
-    batch 1 (bench/RESULTS.md).
+    dAX, dAH (T, B, G*H): gradients of the input and recurrent pre-activations
+    (one array for the RNN and LSTM). Where the G*H columns are whole panels and
+    a thread's columns of dWx and dWh fit GRAD_MAX_BYTES, dWx and dWh run on the
+    panel kernel with the threads splitting their columns (grad_columns), and dx,
+    where I is whole panels, on Wx's panels with the threads splitting rows.
+    Otherwise np.dot, rows split across threads as partial sums added after.
     """
     T, B, I = x.shape
     H = h0.shape[1]
-    GH = dAX.shape[2]
+    N = dAX.shape[2]
     rows = T * B
-    x2, dAX2, dAH2 = x.reshape(rows, I), dAX.reshape(rows, GH), dAH.reshape(rows, GH)
-    h_prev = np.empty((rows, H), dtype=x.dtype)
-    h_prev[:B] = h0
-    h_prev[B:] = y.reshape(rows, H)[:rows - B]
+    U = lanes(x)
+    dWx = np.empty((I, N), dtype=x.dtype)
+    dWh = np.empty((H, N), dtype=x.dtype)
     dx = np.empty((T, B, I), dtype=x.dtype)
-    dx2 = dx.reshape(rows, I)
-    WxT = Wx.T
-    P = max(1, min(n_threads, rows // 128))
-    if P == 1:
-        dWx = np.empty((I, GH), dtype=x.dtype)
-        dWh = np.empty((H, GH), dtype=x.dtype)
+    x2, dAX2, dAH2, dx2 = x.reshape(rows, I), dAX.reshape(rows, N), dAH.reshape(rows, N), \
+        dx.reshape(rows, I)
+    nq = N // U
+    P = max(1, min(n_threads, nq))
+    if N % U == 0 and max(I, H) * (N // P) * x.itemsize <= GRAD_MAX_BYTES:
+        same = dAX.ctypes.data == dAH.ctypes.data
+        Pk = np.empty(2 * GRAD_ROWS * N, dtype=x.dtype)
+        for p in prange(P):
+            grad_columns(x, h0, y, dAX, dAH, same, dWx, dWh, Pk, span_lo(nq, P, p),
+                         span_lo(nq, P, p + 1))
+    else:
+        h_prev = np.empty((rows, H), dtype=x.dtype)
+        h_prev[:B] = h0
+        h_prev[B:] = y.reshape(rows, H)[:rows - B]
         np.dot(x2.T, dAX2, dWx)
         np.dot(h_prev.T, dAH2, dWh)
-        np.dot(dAX2, WxT, dx2)
-        return dx, dWx, dWh
-    part_x = np.zeros((P, I, GH), dtype=x.dtype)
-    part_h = np.zeros((P, H, GH), dtype=x.dtype)
-    for p in prange(P):
-        lo, hi = span_lo(rows, P, p), span_lo(rows, P, p + 1)
-        np.dot(x2[lo:hi].T, dAX2[lo:hi], part_x[p])
-        np.dot(h_prev[lo:hi].T, dAH2[lo:hi], part_h[p])
-        np.dot(dAX2[lo:hi], WxT, dx2[lo:hi])
-    return dx, part_x.sum(axis=0), part_h.sum(axis=0)
+    if I % U == 0:
+        WxTp = np.empty(I * N, dtype=x.dtype)
+        for p in prange(n_threads):
+            pack_unit_blocks(Wx, WxTp, span_lo(I // U, n_threads, p),
+                             span_lo(I // U, n_threads, p + 1))
+        for p in prange(n_threads):
+            rows_times_panels(dAX2, span_lo(rows, n_threads, p),
+                              span_lo(rows, n_threads, p + 1), WxTp, dx2, WxTp, START_ZERO)
+    else:
+        for p in prange(n_threads):
+            lo, hi = span_lo(rows, n_threads, p), span_lo(rows, n_threads, p + 1)
+            if hi > lo:
+                np.dot(dAX2[lo:hi], Wx.T, dx2[lo:hi])
+    return dx, dWx, dWh

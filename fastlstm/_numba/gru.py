@@ -4,41 +4,53 @@ has a buffer of its own, as the reset gate scales only its n block."""
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, dh_units, finish_step, one_of, recurrent_units, sigmoid, span_lo, \
-    start_forward, step_threads, tanh
+from .common import add_into, dh_units, finish_step, one_of, recurrent_units, sigmoid, \
+    start_backward, start_forward, tanh, thread_blocks
+from .jit import JIT
+from .panels import START_C, blocks
+from .simd import lanes
 
 
 @njit(**JIT)
-def forward_units(t, j0, j1, h_prev, bh, Whp, S, gates, hn, y, Bt):
-    """Step t for units [j0, j1) of the Bt rows still running: S_p = h_{t-1} Wh_p,
-    then the fused gate pass."""
+def forward_units(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt):
+    """Step t for the unit blocks [q0, q1) of the Bt rows still running: S_p =
+    h_{t-1} Wh_p, then the fused gate pass."""
     H = y.shape[2]
-    one = one_of(y)
-    n = j1 - j0
-    # 2. S_p = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
-    Sp = recurrent_units(h_prev[:Bt], Whp, S, 3, j0, j1)
-    # 3. The gate pass as loops over one or two arrays each, which LLVM vectorises
-    # (lstm.forward_units).
+    U = lanes(S)
+    n = (q1 - q0) * U             # S_p's gate blocks are n apart
+    j0 = q0 * U
+    m = min(q1 * U, H) - j0       # the thread's units
+    # 2. S_p = h_{t-1} Wh_p on the thread's panels
+    Sp = recurrent_units(h_prev, Whp, S, 3, q0, q1, Bt)
     for r in range(Bt):
-        a, s, hp = gates[t, r], Sp[r], h_prev[r]
-        hn_t, y_t = hn[t, r], y[t, r]
-        for k in range(2):
-            for j in range(n):
-                s[k * n + j] += a[k * H + j0 + j] + bh[k * H + j0 + j]
-        for j in range(2 * n):
-            s[j] = sigmoid(s[j])
-        for j in range(n):
-            hn_t[j0 + j] = s[2 * n + j] + bh[2 * H + j0 + j]
-        for j in range(n):
-            a[2 * H + j0 + j] += s[j] * hn_t[j0 + j]
-        for j in range(n):
-            a[2 * H + j0 + j] = tanh(a[2 * H + j0 + j])
-        for k in range(2):
-            for j in range(n):
-                a[k * H + j0 + j] = s[k * n + j]
-        for j in range(n):
-            z_, n_ = s[n + j], a[2 * H + j0 + j]
-            y_t[j0 + j] = (one - z_) * n_ + z_ * hp[j0 + j]
+        gate_pass(gates[t, r], Sp[r], bh, h_prev[r], hn[t, r], y[t, r], n, m, j0, H)
+
+
+@njit(**JIT)
+def gate_pass(a, s, bh, hp, hn, yt, n, m, j0, H):
+    """3. The gate pass over the m units from j0 of one row: a (3H,) holds AX_t =
+    x_t Wx + bx (blocks H apart), s the thread's S_p (blocks n apart); a gets the
+    activations [r, z, n], hn and yt (H,) get h_{t-1} Wh_n + bh_n and h_t from hp,
+    h_{t-1}. Loops of few arrays on slices, as in lstm.gate_pass."""
+    one = one_of(a)
+    for k in range(2):
+        add_into(s[k * n:k * n + m], a[k * H + j0:k * H + j0 + m])
+        add_into(s[k * n:k * n + m], bh[k * H + j0:k * H + j0 + m])
+    s_rz = s[:2 * n]
+    for j in range(2 * n):
+        s_rz[j] = sigmoid(s_rz[j])
+    r_, z_ = s[:m], s[n:n + m]
+    a_n, hn, yt, hp = a[2 * H + j0:2 * H + j0 + m], hn[j0:j0 + m], yt[j0:j0 + m], hp[j0:j0 + m]
+    hn[:] = s[2 * n:2 * n + m]
+    add_into(hn, bh[2 * H + j0:2 * H + j0 + m])
+    for j in range(m):
+        a_n[j] += r_[j] * hn[j]
+    for j in range(m):
+        a_n[j] = tanh(a_n[j])
+    for k in range(2):
+        a[k * H + j0:k * H + j0 + m] = s[k * n:k * n + m]
+    for j in range(m):
+        yt[j] = (one - z_[j]) * a_n[j] + z_[j] * hp[j]
 
 
 @njit(parallel=True, **JIT)
@@ -49,69 +61,93 @@ def forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, hT, active, n_threads):
     H = Wh.shape[0]
     # 1. AX = X Wx + bx (into gates); Wh packed into per-thread panels
     P, Whp, S = start_forward(x, Wx, bx, Wh, gates, 3, n_threads)
+    U = lanes(S)
     for t in range(T):
         h_prev = h0 if t == 0 else y[t - 1]
         Bt = active[t]
         if P == 1:
-            forward_units(t, 0, H, h_prev, bh, Whp, S, gates, hn, y, Bt)
+            forward_units(t, 0, blocks(H, U), h_prev, bh, Whp, S, gates, hn, y, Bt)
         else:
             for p in prange(P):
-                forward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), h_prev, bh, Whp, S,
-                              gates, hn, y, Bt)
+                q0, q1 = thread_blocks(H, U, P, p)
+                forward_units(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt)
         finish_step(active, t, y[t], hT)
 
 
 @njit(**JIT)
-def step(x, Wx, Wh, bx, bh, h, h_next):
-    """One step on one thread: step 0 of the forward, over (1, B, ...) views; the
-    panel of all H units is Wh itself."""
+def step(x, Wx, Whp, bx, bh, h, h_next):
+    """One step on one thread, on Wh packed by common.step_panels: step 0 of the
+    forward, over (1, B, ...) views."""
     B, H = h.shape
+    U = lanes(x)
     gates = np.empty((1, B, 3 * H), dtype=x.dtype)
     np.dot(x, Wx, gates[0])
     gates[0] += bx
-    forward_units(0, 0, H, h, bh, Wh.reshape(-1), np.empty(B * 3 * H, dtype=x.dtype), gates,
+    forward_units(0, 0, blocks(H, U), h, bh, Whp,
+                  np.empty(B * 3 * blocks(H, U) * U, dtype=x.dtype), gates,
                   np.empty((1, B, H), dtype=x.dtype), h_next.reshape(1, B, H), B)
 
 
 @njit(**JIT)
-def backward_units(t, j0, j1, Wh, h0, y, gates, hn, dy, dAX, dAH, dh, D, active):
-    """Region t for units [j0, j1): dh_{t-1} of step t, then step t-1's pass, of
-    the rows that ran them (the others' dh passes their end unchanged)."""
+def backward_units(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh, active):
+    """Region t for the unit blocks [q0, q1): dh_{t-1} of step t, then step t-1's
+    pass, of the rows that ran them (the others' dh passes their end unchanged).
+    dh (B, Hp) is padded to whole blocks."""
     T, _, H = dy.shape
-    one = one_of(dy)
+    U = lanes(dy)
     if t < T:
-        # dh_{t-1} = z * dh_t (written below at step t) + dAH_t Wh[j0:j1].T
-        dh_units(dAH[t, :active[t]], Wh, D, dh[:active[t]], j0, j1, True)
+        # dh_{t-1} = z * dh_t (written below at step t) + dAH_t Wh.T
+        dh_units(dAH, t, active[t], WhTp, dh, q0, q1, START_C)
     if t > 0:
         s = t - 1
         h_prev = h0 if s == 0 else y[s - 1]
         for r in range(active[s]):
-            a, dax, dah = gates[s, r], dAX[s, r], dAH[s, r]
-            for u in range(j0, j1):
-                r_, z_, n_ = a[u], a[H + u], a[2 * H + u]
-                dh_ = dh[r, u] + dy[s, r, u]
-                dan = dh_ * (one - z_) * (one - n_ * n_)
-                dar = dan * hn[s, r, u] * r_ * (one - r_)
-                daz = dh_ * (h_prev[r, u] - n_) * z_ * (one - z_)
-                dax[u], dax[H + u], dax[2 * H + u] = dar, daz, dan
-                dah[u], dah[H + u], dah[2 * H + u] = dar, daz, dan * r_
-                dh[r, u] = dh_ * z_
+            gate_pass_backward(gates[s, r], hn[s, r], h_prev[r], dy[s, r], dAX[s, r],
+                               dAH[s, r], dh[r], q0 * U, min(q1 * U, H) - q0 * U, H)
+
+
+@njit(**JIT)
+def gate_pass_backward(a, hn, hp, dy, dax, dah, dh, j0, m, H):
+    """4. The gate pass backwards over the m units from j0 of one row: from the
+    activations a (3H,) = [r, z, n], hn, h_{t-1}, dy_t (H,) and dh_t, write dAX_t
+    and dAH_t into dax, dah (3H,); dh goes to z * (dh_t + dy_t), its part of
+    dh_{t-1}. Loops of few arrays on slices, as in lstm.gate_pass; the names are
+    the reference's."""
+    one = one_of(dy)
+    r_, z_, n_ = a[j0:j0 + m], a[H + j0:H + j0 + m], a[2 * H + j0:2 * H + j0 + m]
+    dar, daz, dan = dax[j0:j0 + m], dax[H + j0:H + j0 + m], dax[2 * H + j0:2 * H + j0 + m]
+    dhr, dhz, dhn = dah[j0:j0 + m], dah[H + j0:H + j0 + m], dah[2 * H + j0:2 * H + j0 + m]
+    hn, hp, dy, dh = hn[j0:j0 + m], hp[j0:j0 + m], dy[j0:j0 + m], dh[j0:j0 + m]
+    add_into(dh, dy)
+    for j in range(m):
+        dan[j] = dh[j] * (one - z_[j]) * (one - n_[j] * n_[j])
+    for j in range(m):
+        dar[j] = dan[j] * hn[j] * r_[j] * (one - r_[j])
+    for j in range(m):
+        daz[j] = dh[j] * (hp[j] - n_[j]) * z_[j] * (one - z_[j])
+    dhr[:] = dar
+    dhz[:] = daz
+    for j in range(m):
+        dhn[j] = dan[j] * r_[j]
+    for j in range(m):
+        dh[j] *= z_[j]
 
 
 @njit(parallel=True, **JIT)
 def backward(Wh, h0, y, gates, hn, dy, dAX, dAH, dh, active, n_threads):
-    """Writes dAX, dAH (T, B, 3H), 0 past each row's end; dh (B, H) goes from dhT to
-    dh0; active (T,): the rows running at each step."""
+    """Writes dAX, dAH (T, B, 3H), 0 past each row's end; dh (B, Hp), padded to
+    whole blocks, goes from dhT to dh0; active (T,): the rows running at each step."""
     T, B, H = dy.shape
-    P = step_threads(B, H, n_threads)
-    D = np.empty(B * H, dtype=dy.dtype)
+    U = lanes(dy)
+    P, WhTp = start_backward(Wh, dy, 3, n_threads)
     for t in range(T, -1, -1):
         if P == 1:
-            backward_units(t, 0, H, Wh, h0, y, gates, hn, dy, dAX, dAH, dh, D, active)
+            backward_units(t, 0, blocks(H, U), WhTp, h0, y, gates, hn, dy, dAX, dAH, dh,
+                           active)
         else:
             for p in prange(P):
-                backward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), Wh, h0, y, gates,
-                               hn, dy, dAX, dAH, dh, D, active)
+                q0, q1 = thread_blocks(H, U, P, p)
+                backward_units(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh, active)
         if t > 0:
             dAX[t - 1, active[t - 1]:] = 0
             dAH[t - 1, active[t - 1]:] = 0

@@ -1,47 +1,62 @@
 """LSTM forward and BPTT kernels in Numba (gate blocks i, f, g, o), on the Numba
 schedule (common.py): 1. A = X Wx + b hoisted, rows split across threads; per
-step, thread p owns units [j0, j1): 2. S_p = h_{t-1} Wh_p with np.dot on its
-copied slice of Wh, 3. the gate pass, as loops LLVM vectorises; backward per
-step 4. dA_t for the thread's units, then 5. dh_{t-1}[:, j0:j1] = dA_t
-Wh[j0:j1].T; 6. the weight gradients as partial products over rows after the
-loop.
+step, thread p owns the unit blocks [q0, q1): 2. S_p = h_{t-1} Wh_p, the panel
+kernel on its packed panels, 3. the gate pass, as loops LLVM vectorises;
+backward per step 4. dA_t for the thread's units, then 5. dh_{t-1}[:, its
+blocks] = dA_t Wh.T on its panels of Wh's rows; 6. the weight gradients as
+partial products over rows after the loop.
 """
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, dh_units, finish_cell, finish_step, one_of, panel, recurrent_units, \
-    sigmoid, span_lo, start_forward, step_threads, tanh
+from .common import add_into, dh_units, finish_cell, finish_step, one_of, recurrent_units, \
+    sigmoid, start_backward, start_forward, tanh, thread_blocks
+from .jit import JIT
+from .panels import START_ZERO, blocks
+from .simd import lanes
 
 
 @njit(**JIT)
-def forward_units(t, j0, j1, h_prev, c_prev, Whp, S, gates, c, y, Bt):
-    """Step t for units [j0, j1) of the Bt rows still running: S_p = h_{t-1} Wh_p,
-    then the fused gate pass."""
+def forward_units(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt):
+    """Step t for the unit blocks [q0, q1) of the Bt rows still running: S_p =
+    h_{t-1} Wh_p, then the fused gate pass."""
     H = y.shape[2]
-    n = j1 - j0
-    # 2. S_p = h_{t-1} Wh[:, units j0:j1], one GEMM on the panel
-    Sp = recurrent_units(h_prev[:Bt], Whp, S, 4, j0, j1)
-    # 3. The gate pass as loops over one or two arrays each, which LLVM vectorises
-    # (one loop over all of them did not: too many arrays that might alias).
+    U = lanes(S)
+    n = (q1 - q0) * U             # S_p's gate blocks are n apart
+    j0 = q0 * U
+    m = min(q1 * U, H) - j0       # the thread's units
+    # 2. S_p = h_{t-1} Wh_p on the thread's panels
+    Sp = recurrent_units(h_prev, Whp, S, 4, q0, q1, Bt)
     for r in range(Bt):
-        a, s = gates[t, r], Sp[r]
-        for k in range(4):
-            for j in range(n):
-                s[k * n + j] += a[k * H + j0 + j]
-        for j in range(2 * n):
-            s[j] = sigmoid(s[j])
-        for j in range(2 * n, 3 * n):
-            s[j] = tanh(s[j])
-        for j in range(3 * n, 4 * n):
-            s[j] = sigmoid(s[j])
-        for k in range(4):
-            for j in range(n):
-                a[k * H + j0 + j] = s[k * n + j]
-        cp, ct, yt = c_prev[r], c[t, r], y[t, r]
-        for j in range(n):
-            ct[j0 + j] = s[n + j] * cp[j0 + j] + s[j] * s[2 * n + j]
-        for j in range(n):
-            yt[j0 + j] = s[3 * n + j] * tanh(ct[j0 + j])
+        gate_pass(gates[t, r], Sp[r], n, m, j0, H, c_prev[r], c[t, r], y[t, r])
+
+
+@njit(**JIT)
+def gate_pass(a, s, n, m, j0, H, cp, ct, yt):
+    """3. The gate pass over the m units from j0 of one row: a (4H,) holds A_t
+    (blocks H apart), s the thread's S_p (blocks n apart); a gets the activations
+    [i, f, g, o], ct and yt (H,) get c_t and h_t from cp, c_{t-1}.
+
+    Loops over two or three arrays each, on slices: LLVM vectorised neither one
+    loop over all the arrays (too many that might alias) nor indices it could
+    not prove non-negative (Numba's negative-index check)."""
+    for k in range(4):
+        add_into(s[k * n:k * n + m], a[k * H + j0:k * H + j0 + m])
+    s_if, s_g, s_o = s[:2 * n], s[2 * n:3 * n], s[3 * n:4 * n]
+    for j in range(2 * n):
+        s_if[j] = sigmoid(s_if[j])
+    for j in range(n):
+        s_g[j] = tanh(s_g[j])
+    for j in range(n):
+        s_o[j] = sigmoid(s_o[j])
+    for k in range(4):
+        a[k * H + j0:k * H + j0 + m] = s[k * n:k * n + m]
+    i_, f_, g_, o_ = s[:m], s[n:n + m], s[2 * n:2 * n + m], s[3 * n:3 * n + m]
+    cp, ct, yt = cp[j0:j0 + m], ct[j0:j0 + m], yt[j0:j0 + m]
+    for j in range(m):
+        ct[j] = f_[j] * cp[j] + i_[j] * g_[j]
+    for j in range(m):
+        yt[j] = o_[j] * tanh(ct[j])
 
 
 @njit(parallel=True, **JIT)
@@ -52,83 +67,105 @@ def forward(x, Wx, Wh, b, h0, c0, y, c, gates, hT, cT, active, n_threads):
     H = Wh.shape[0]
     # 1. A = X Wx + b (into gates); Wh packed into per-thread panels
     P, Whp, S = start_forward(x, Wx, b, Wh, gates, 4, n_threads)
+    U = lanes(S)
     for t in range(T):
         h_prev = h0 if t == 0 else y[t - 1]
         c_prev = c0 if t == 0 else c[t - 1]
         Bt = active[t]
         if P == 1:
-            forward_units(t, 0, H, h_prev, c_prev, Whp, S, gates, c, y, Bt)
+            forward_units(t, 0, blocks(H, U), h_prev, c_prev, Whp, S, gates, c, y, Bt)
         else:
             for p in prange(P):
-                forward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), h_prev, c_prev,
-                              Whp, S, gates, c, y, Bt)
+                q0, q1 = thread_blocks(H, U, P, p)
+                forward_units(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt)
         finish_step(active, t, y[t], hT)
         finish_cell(active, t, c[t], cT)
 
 
 @njit(**JIT)
-def step(x, Wx, Wh, b, h, c, h_next):
-    """One step on one thread: step 0 of the forward, over (1, B, ...) views; the
-    panel of all H units is Wh itself. c goes to c_t in place."""
+def step(x, Wx, Whp, b, h, c, h_next):
+    """One step on one thread, on Wh packed by common.step_panels: step 0 of the
+    forward, over (1, B, ...) views. c goes to c_t in place."""
     B, H = h.shape
+    U = lanes(x)
     gates = np.empty((1, B, 4 * H), dtype=x.dtype)
     np.dot(x, Wx, gates[0])
     gates[0] += b
-    forward_units(0, 0, H, h, c, Wh.reshape(-1), np.empty(B * 4 * H, dtype=x.dtype), gates,
+    forward_units(0, 0, blocks(H, U), h, c, Whp,
+                  np.empty(B * 4 * (blocks(H, U)) * U, dtype=x.dtype), gates,
                   c.reshape(1, B, H), h_next.reshape(1, B, H), B)
 
 
 @njit(**JIT)
-def backward_units(t, j0, j1, Wh, c0, c, gates, dy, dA, dh, dc, D, Tc, active):
-    """Region t for units [j0, j1): dh_{t-1} of step t, then dA_{t-1} of step t-1,
-    of the rows that ran them (the others' dh and dc pass their end unchanged)."""
+def backward_units(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc, active):
+    """Region t for the unit blocks [q0, q1): dh_{t-1} of step t, then dA_{t-1} of
+    step t-1, of the rows that ran them (the others' dh and dc pass their end
+    unchanged). dh (B, Hp) is padded to whole blocks."""
     T, _, H = dy.shape
-    one = one_of(dy)
+    U = lanes(dy)
+    j0, j1 = q0 * U, min(q1 * U, H)
     if t < T:
-        dh_units(dA[t, :active[t]], Wh, D, dh[:active[t]], j0, j1, False)
+        # 5. dh_{t-1} = dA_t Wh.T for the thread's blocks
+        dh_units(dA, t, active[t], WhTp, dh, q0, q1, START_ZERO)
     if t > 0:
-        B = active[t - 1]
         s = t - 1
         c_prev = c0 if s == 0 else c[s - 1]
-        n = j1 - j0
-        # tanh(c_s) first, in a loop of its own that LLVM vectorises (see forward_units)
-        tc = panel(Tc, B, 1, j0, j1)
-        for r in range(B):
-            cr, tr = c[s, r], tc[r]
-            for j in range(n):
-                tr[j] = cr[j0 + j]
-            for j in range(n):
-                tr[j] = tanh(tr[j])
-        for r in range(B):
-            a, da = gates[s, r], dA[s, r]
-            for u in range(j0, j1):
-                i_, f_, g_, o_ = a[u], a[H + u], a[2 * H + u], a[3 * H + u]
-                tanh_c = tc[r, u - j0]
-                dh_ = dh[r, u] + dy[s, r, u]
-                dc_ = dc[r, u] + dh_ * o_ * (one - tanh_c * tanh_c)
-                da[u] = dc_ * g_ * i_ * (one - i_)
-                da[H + u] = dc_ * c_prev[r, u] * f_ * (one - f_)
-                da[2 * H + u] = dc_ * i_ * (one - g_ * g_)
-                da[3 * H + u] = dh_ * tanh_c * o_ * (one - o_)
-                dc[r, u] = dc_ * f_
+        tc = Tc[active[s] * j0:active[s] * j1].reshape(active[s], j1 - j0)
+        for r in range(active[s]):
+            gate_pass_backward(gates[s, r], c[s, r], c_prev[r], dy[s, r], dA[s, r], dh[r],
+                               dc[r], tc[r], j0, j1 - j0, H)
+
+
+@njit(**JIT)
+def gate_pass_backward(a, c, c_prev, dy, da, dh, dc, tc, j0, m, H):
+    """4. The gate pass backwards over the m units from j0 of one row: from the
+    activations a (4H,) = [i, f, g, o], c_t, c_{t-1}, dy_t (H,), dh_t and dc_t,
+    write dA_t into da (4H,); dh and dc go to dh_t + dy_t and dc_{t-1}. tc (m,)
+    is scratch for tanh(c_t). Loops of at most four arrays on slices, as in
+    gate_pass; the names are the reference's."""
+    one = one_of(dy)
+    i_, f_, g_, o_ = (a[j0:j0 + m], a[H + j0:H + j0 + m], a[2 * H + j0:2 * H + j0 + m],
+                      a[3 * H + j0:3 * H + j0 + m])
+    di, df, dg, do = (da[j0:j0 + m], da[H + j0:H + j0 + m], da[2 * H + j0:2 * H + j0 + m],
+                      da[3 * H + j0:3 * H + j0 + m])
+    c, c_prev, dy = c[j0:j0 + m], c_prev[j0:j0 + m], dy[j0:j0 + m]
+    dh, dc = dh[j0:j0 + m], dc[j0:j0 + m]
+    tc[:] = c
+    for j in range(m):
+        tc[j] = tanh(tc[j])
+    add_into(dh, dy)
+    for j in range(m):
+        dc[j] += dh[j] * o_[j] * (one - tc[j] * tc[j])
+    for j in range(m):
+        do[j] = dh[j] * tc[j] * o_[j] * (one - o_[j])
+    for j in range(m):
+        di[j] = dc[j] * g_[j] * i_[j] * (one - i_[j])
+    for j in range(m):
+        df[j] = dc[j] * c_prev[j] * f_[j] * (one - f_[j])
+    for j in range(m):
+        dg[j] = dc[j] * i_[j] * (one - g_[j] * g_[j])
+    for j in range(m):
+        dc[j] *= f_[j]
 
 
 @njit(parallel=True, **JIT)
 def backward(Wh, c0, c, gates, dy, dA, dh, dc, active, n_threads):
-    """Writes dA (T, B, 4H), 0 past each row's end; dh, dc (B, H) go from dhT, dcT
-    to dh0, dc0; active (T,): the rows running at each step."""
+    """Writes dA (T, B, 4H), 0 past each row's end; dh (B, Hp), padded to whole
+    blocks, and dc (B, H) go from dhT, dcT to dh0, dc0; active (T,): the rows
+    running at each step."""
     T, B, H = dy.shape
-    P = step_threads(B, H, n_threads)
-    D = np.empty(B * H, dtype=dy.dtype)
+    U = lanes(dy)
+    P, WhTp = start_backward(Wh, dy, 4, n_threads)
     Tc = np.empty(B * H, dtype=dy.dtype)
     # Region t finishes step t (dh_{t-1} for the thread's units) and starts step
     # t-1, which needs only those units: one barrier per step.
     for t in range(T, -1, -1):
         if P == 1:
-            backward_units(t, 0, H, Wh, c0, c, gates, dy, dA, dh, dc, D, Tc, active)
+            backward_units(t, 0, blocks(H, U), WhTp, c0, c, gates, dy, dA, dh, dc, Tc,
+                           active)
         else:
             for p in prange(P):
-                backward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), Wh, c0, c, gates,
-                               dy, dA, dh, dc, D, Tc, active)
+                q0, q1 = thread_blocks(H, U, P, p)
+                backward_units(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc, active)
         if t > 0:
             dA[t - 1, active[t - 1]:] = 0

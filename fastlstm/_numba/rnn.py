@@ -3,18 +3,28 @@ with the steps of lstm.py and one gate block."""
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, dh_units, finish_step, one_of, recurrent_units, span_lo, \
-    start_forward, step_threads, tanh
+from .common import add_into, dh_units, finish_step, one_of, recurrent_units, start_backward, \
+    start_forward, tanh, thread_blocks
+from .jit import JIT
+from .panels import START_ZERO, blocks
+from .simd import lanes
 
 
 @njit(**JIT)
-def forward_units(t, j0, j1, h_prev, Whp, S, y, Bt):
-    """Step t for units [j0, j1) of the Bt rows still running: h_t = tanh(A_t +
-    h_{t-1} Wh)."""
-    Sp = recurrent_units(h_prev[:Bt], Whp, S, 1, j0, j1)
+def forward_units(t, q0, q1, h_prev, Whp, S, y, Bt):
+    """Step t for the unit blocks [q0, q1) of the Bt rows still running: h_t =
+    tanh(A_t + h_{t-1} Wh)."""
+    H = y.shape[2]
+    U = lanes(S)
+    j0 = q0 * U
+    m = min(q1 * U, H) - j0
+    Sp = recurrent_units(h_prev, Whp, S, 1, q0, q1, Bt)
     for r in range(Bt):
-        for j in range(j1 - j0):
-            y[t, r, j0 + j] = tanh(y[t, r, j0 + j] + Sp[r, j])
+        # slices, as in lstm.gate_pass
+        yt = y[t, r, j0:j0 + m]
+        add_into(yt, Sp[r, :m])
+        for j in range(m):
+            yt[j] = tanh(yt[j])
 
 
 @njit(parallel=True, **JIT)
@@ -25,58 +35,66 @@ def forward(x, Wx, Wh, b, h0, y, hT, active, n_threads):
     H = Wh.shape[0]
     # 1. A = X Wx + b (into y); Wh packed into per-thread panels
     P, Whp, S = start_forward(x, Wx, b, Wh, y, 1, n_threads)
+    U = lanes(S)
     for t in range(T):
         h_prev = h0 if t == 0 else y[t - 1]
         Bt = active[t]
         if P == 1:
-            forward_units(t, 0, H, h_prev, Whp, S, y, Bt)
+            forward_units(t, 0, blocks(H, U), h_prev, Whp, S, y, Bt)
         else:
             for p in prange(P):
-                forward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), h_prev, Whp, S, y,
-                              Bt)
+                q0, q1 = thread_blocks(H, U, P, p)
+                forward_units(t, q0, q1, h_prev, Whp, S, y, Bt)
         finish_step(active, t, y[t], hT)
 
 
 @njit(**JIT)
-def step(x, Wx, Wh, b, h, h_next):
-    """One step on one thread: step 0 of the forward, over (1, B, H) views; the
-    panel of all H units is Wh itself."""
+def step(x, Wx, Whp, b, h, h_next):
+    """One step on one thread, on Wh packed by common.step_panels: step 0 of the
+    forward, over (1, B, H) views."""
     B, H = h.shape
+    U = lanes(x)
     y = h_next.reshape(1, B, H)
     np.dot(x, Wx, y[0])
     y[0] += b
-    forward_units(0, 0, H, h, Wh.reshape(-1), np.empty(B * H, dtype=x.dtype), y, B)
+    forward_units(0, 0, blocks(H, U), h, Whp,
+                  np.empty(B * blocks(H, U) * U, dtype=x.dtype), y, B)
 
 
 @njit(**JIT)
-def backward_units(t, j0, j1, Wh, y, dy, dA, dh, D, active):
-    """Region t for units [j0, j1): dh_{t-1} of step t, then dA_{t-1}, of the rows
-    that ran them (the others' dh passes their end unchanged)."""
-    T = dy.shape[0]
+def backward_units(t, q0, q1, WhTp, y, dy, dA, dh, active):
+    """Region t for the unit blocks [q0, q1): dh_{t-1} of step t, then dA_{t-1}, of
+    the rows that ran them (the others' dh passes their end unchanged). dh (B, Hp)
+    is padded to whole blocks."""
+    T, _, H = dy.shape
+    U = lanes(dy)
     one = one_of(dy)
+    j0, j1 = q0 * U, min(q1 * U, H)
     if t < T:
-        dh_units(dA[t, :active[t]], Wh, D, dh[:active[t]], j0, j1, False)
+        dh_units(dA, t, active[t], WhTp, dh, q0, q1, START_ZERO)
     if t > 0:
         s = t - 1
         for r in range(active[s]):
-            for u in range(j0, j1):
-                h = y[s, r, u]
-                dA[s, r, u] = (dh[r, u] + dy[s, r, u]) * (one - h * h)
+            # slices, as in lstm.gate_pass
+            h, da, dh_r = y[s, r, j0:j1], dA[s, r, j0:j1], dh[r, j0:j1]
+            add_into(dh_r, dy[s, r, j0:j1])
+            for j in range(j1 - j0):
+                da[j] = dh_r[j] * (one - h[j] * h[j])
 
 
 @njit(parallel=True, **JIT)
 def backward(Wh, y, dy, dA, dh, active, n_threads):
-    """Writes dA (T, B, H), 0 past each row's end; dh (B, H) goes from dhT to dh0;
-    active (T,): the rows running at each step."""
+    """Writes dA (T, B, H), 0 past each row's end; dh (B, Hp), padded to whole
+    blocks, goes from dhT to dh0; active (T,): the rows running at each step."""
     T, B, H = dy.shape
-    P = step_threads(B, H, n_threads)
-    D = np.empty(B * H, dtype=dy.dtype)
+    U = lanes(dy)
+    P, WhTp = start_backward(Wh, dy, 1, n_threads)
     for t in range(T, -1, -1):
         if P == 1:
-            backward_units(t, 0, H, Wh, y, dy, dA, dh, D, active)
+            backward_units(t, 0, blocks(H, U), WhTp, y, dy, dA, dh, active)
         else:
             for p in prange(P):
-                backward_units(t, span_lo(H, P, p), span_lo(H, P, p + 1), Wh, y, dy, dA, dh, D,
-                               active)
+                q0, q1 = thread_blocks(H, U, P, p)
+                backward_units(t, q0, q1, WhTp, y, dy, dA, dh, active)
         if t > 0:
             dA[t - 1, active[t - 1]:] = 0

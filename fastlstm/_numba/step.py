@@ -8,7 +8,8 @@ fastlstm._threads.single_threaded_blas).
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, span_lo
+from .jit import JIT
+from .common import span_lo
 
 # Elements below which one thread does the work (a parallel loop costs more).
 PARALLEL_MIN = 65536
