@@ -121,12 +121,12 @@ def finish_cell(active, t, c_t, cT):
     cT[ending:Bt] = c_t[ending:Bt]
 
 
-# Multiply-adds of the per-step product each thread of a step must have: 4x the
-# Cython kernels' STEP_MIN_WORK, since a Numba parallel region per step costs
-# about 1 us (an empty prange, OpenMP layer, this 2-core VM) against their
-# barrier; a batch-1 LSTM step at H = 128 is about 3 us of one core. Not tuned
-# further.
-STEP_MIN_WORK = 131072
+# Multiply-adds of the per-step product each thread of a step must have, as in
+# the Cython kernels: a Numba parallel region per step costs about 1 us (an
+# empty prange, OpenMP layer), still less than half of a batch-1 LSTM step at
+# H = 128, where 2 threads took the train step from 1.28 to 0.87 ms against
+# 131072 (which kept it on one thread): bench/RESULTS.md, 2026-12-02.
+STEP_MIN_WORK = 32768
 
 
 @njit(**JIT)

@@ -183,14 +183,19 @@ def pack_gate_panels(W, Wp, G, q0, q1):
     gate-major: panel v = k*(q1 - q0) + q - q0, columns k*H + q*U + u of W (zero
     past unit H), at G*q0*K*U + v*K*U; so one call of the panel kernel takes all
     of the thread's gates and units."""
-    K = W.shape[0]
-    H = W.shape[1] // G
+    K, N = W.shape
+    H = N // G
     U = lanes(Wp)
+    flat = W.reshape(-1)
     for k in range(G):
         for q in range(q0, q1):
             at = G * q0 * K * U + (k * (q1 - q0) + q - q0) * K * U
             w = min(U, H - q * U)
             for r in range(K):
+                if w == U:
+                    # a whole vector: one load and one store, not U of each
+                    store(Wp, at + r * U, load(flat, r * N + k * H + q * U))
+                    continue
                 for u in range(w):
                     Wp[at + r * U + u] = W[r, k * H + q * U + u]
                 for u in range(w, U):
