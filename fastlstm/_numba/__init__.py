@@ -15,6 +15,7 @@ from .._threads import single_threaded_blas, team_size
 from ..cells import CELLS
 from . import gru, lstm, rnn, step
 from .common import input_projection, step_panels, weight_grads
+from .panels import blocks
 from .simd import lanes_of
 
 
@@ -40,7 +41,7 @@ def _padded_dh(dhT):
     kernels' dh: the panel kernel writes whole vectors."""
     B, H = dhT.shape
     U = lanes_of(dhT.dtype)
-    dh = np.zeros((B, (H + U - 1) // U * U), dhT.dtype)
+    dh = np.zeros((B, blocks(H, U) * U), dhT.dtype)
     dh[:, :H] = dhT
     return dh
 
