@@ -346,7 +346,8 @@ def weight_grads(x, h0, y, Wx, dAX, dAH, n_threads):
     P = max(1, min(n_threads, nq))
     if N % U == 0 and max(I, H) * (N // P) * x.itemsize <= GRAD_MAX_BYTES:
         same = dAX.ctypes.data == dAH.ctypes.data
-        Pk = np.empty(2 * GRAD_ROWS * N, dtype=x.dtype)
+        # dA's panels, and dAH's after them where it is another array
+        Pk = np.empty((1 if same else 2) * GRAD_ROWS * N, dtype=x.dtype)
         for p in prange(P):
             grad_columns(x, h0, y, dAX, dAH, same, dWx, dWh, Pk, span_lo(nq, P, p),
                          span_lo(nq, P, p + 1))
