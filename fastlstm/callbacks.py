@@ -23,6 +23,49 @@ def _monitored(history, monitor):
     return values[-1]
 
 
+class BestEpoch:
+    """The epoch with the lowest `monitor` so far ("val_loss", or "loss" without
+    validation), a new best being below the old by more than min_delta, and, when
+    given the model's params, a copy of its weights then (EarlyStopping's
+    restore_best and train's)."""
+
+    def __init__(self, monitor="val_loss", min_delta=0.0):
+        self.monitor, self.min_delta = monitor, float(min_delta)
+        self.epoch, self.value, self.weights = None, math.inf, None
+
+    def see(self, epoch, history, params=None):
+        """True if epoch (the last of history) is a new best; its weights are
+        copied from params."""
+        value = _monitored(history, self.monitor)
+        if not value < self.value - self.min_delta:
+            return False
+        self.epoch, self.value = epoch, value
+        if params is not None:
+            if self.weights is None:
+                self.weights = {k: np.copy(p) for k, p in params.items()}
+            else:
+                for k, p in params.items():
+                    np.copyto(self.weights[k], p)
+        return True
+
+    def resume(self, history, weights):
+        """Take up a resumed run: history, and the weights of its epoch
+        history.best_epoch[-1] (of its last epoch where that is None)."""
+        if not history.epoch:
+            return
+        kept = history.best_epoch[-1] if history.best_epoch else None
+        epoch = history.epoch[-1] if kept is None else kept
+        n = history.epoch.index(epoch) + 1
+        self.epoch, self.value = epoch, _monitored(_Prefix(history, n), self.monitor)
+        self.weights = {k: np.copy(p) for k, p in weights.items()}
+
+    def restore(self, params):
+        """The best epoch's weights back into params (none kept: nothing done)."""
+        if self.weights is not None:
+            for k, p in params.items():
+                p[...] = self.weights[k]
+
+
 class _EpochSchedule:
     """Sets the optimizer's lr before every epoch to lr_at(epoch, base), base being
     the lr the optimizer had when training began (epochs count from 1)."""
@@ -85,17 +128,15 @@ class ReduceLROnPlateau:
         self.monitor, self.min_delta = monitor, float(min_delta)
 
     def on_train_begin(self, model, optimizer, history):
-        self.optimizer, self.best, self.wait = optimizer, math.inf, 0
+        self.optimizer, self.wait = optimizer, 0
+        self._best = BestEpoch(self.monitor, self.min_delta)
         # a resumed run replays the epochs it has done
         for k in range(len(history.epoch)):
-            self._see(_monitored(_Prefix(history, k + 1), self.monitor))
+            self.on_epoch_end(k + 1, _Prefix(history, k + 1))
 
     def on_epoch_end(self, epoch, history):
-        self._see(_monitored(history, self.monitor))
-
-    def _see(self, value):
-        if value < self.best - self.min_delta:
-            self.best, self.wait = value, 0
+        if self._best.see(epoch, history):
+            self.wait = 0
             return
         self.wait += 1
         if self.wait > self.patience:
@@ -126,19 +167,16 @@ class EarlyStopping:
         self.best_epoch = None
 
     def on_train_begin(self, model, optimizer, history):
-        self.model, self.best, self.wait, self.weights = model, math.inf, 0, None
+        self.model, self.wait = model, 0
+        self._best = BestEpoch(self.monitor, self.min_delta)
 
     def on_epoch_end(self, epoch, history):
-        value = _monitored(history, self.monitor)
-        if value < self.best - self.min_delta:
-            self.best, self.wait, self.best_epoch = value, 0, epoch
-            if self.restore_best:
-                self.weights = {k: np.copy(p) for k, p in self.model.params.items()}
+        if self._best.see(epoch, history, self.model.params if self.restore_best else None):
+            self.best_epoch, self.wait = epoch, 0
             return False
         self.wait += 1
         return self.wait >= self.patience
 
     def on_train_end(self, history):
-        if self.restore_best and self.weights is not None:
-            for k, p in self.model.params.items():
-                p[...] = self.weights[k]
+        if self.restore_best:
+            self._best.restore(self.model.params)

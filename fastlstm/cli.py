@@ -2,8 +2,10 @@
 
 Bad arguments, unreadable files and bad checkpoints end with one line on stderr
 and exit code 2, found before any training where they can be; a diverged
-training run ends with exit code 1, Ctrl-C with 130. Training saves the model to
---out after every epoch, and --resume goes on from there.
+training run ends with exit code 1, Ctrl-C with 130. Training holds out the end
+of the data (--val) to validate on, decays the learning rate along a cosine,
+saves the epoch of the lowest validation loss to --out after every epoch (with
+the last epoch's state), and --resume goes on from there.
 """
 import argparse
 import collections
@@ -18,6 +20,7 @@ from ._version import __version__
 from ._threads import get_num_threads, set_num_threads
 from .backends import NAMES, get_backend
 from .io import load, load_checkpoint
+from .callbacks import CosineLR
 from .cells import CELLS
 from .optim import Adam
 from .series import Forecaster
@@ -60,7 +63,17 @@ def _nonnegative(text):
     return value
 
 
-def _training_options(p, hidden, epochs, seq_len, batch_size, lr, out):
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def _training_options(p, hidden, epochs, seq_len, batch_size, lr, out, data):
     p.add_argument("--cell", choices=sorted(CELLS), default="lstm")
     p.add_argument("--hidden", type=_positive(int), default=hidden, help="hidden units")
     p.add_argument("--layers", type=_positive(int), default=1, help="stacked layers")
@@ -68,7 +81,13 @@ def _training_options(p, hidden, epochs, seq_len, batch_size, lr, out):
     p.add_argument("--seq-len", type=_positive(int), default=seq_len,
                    help="truncated BPTT window (steps)")
     p.add_argument("--batch-size", type=_positive(int), default=batch_size)
-    p.add_argument("--lr", type=_positive(float), default=lr, help="Adam's learning rate")
+    p.add_argument("--lr", type=_positive(float), default=lr,
+                   help="Adam's learning rate at the start; it falls along half a cosine "
+                   "to 0 at --epochs")
+    p.add_argument("--val", type=_fraction, default=0.1, metavar="FRACTION",
+                   help=f"hold out the end of {data} to validate on; the model saved "
+                   "is the epoch of the lowest validation loss (with 0: of the lowest "
+                   "training loss)")
     p.add_argument("--weight-decay", type=_nonnegative, default=0.0,
                    help="decoupled weight decay (AdamW)")
     p.add_argument("--clip", type=_positive(float), default=5.0,
@@ -76,8 +95,8 @@ def _training_options(p, hidden, epochs, seq_len, batch_size, lr, out):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=("auto",) + NAMES, default="auto")
     p.add_argument("--threads", type=_positive(int), help="threads (default: all cores)")
-    p.add_argument("--out", default=out, help="where to save the model, after every "
-                   f"epoch (default: {out})")
+    p.add_argument("--out", default=out, help="where to save the best model so far, "
+                   f"after every epoch (default: {out})")
     p.add_argument("--resume", action="store_true",
                    help="go on from the model saved at --out, to --epochs in all")
     p.add_argument("--plot", metavar="PNG", help="save the loss curve (needs matplotlib)")
@@ -97,8 +116,8 @@ def parser():
                        "English corpus (or --text FILE), show completions, save it.")
     t.add_argument("--text", metavar="FILE", help="train on this UTF-8 text file instead")
     t.add_argument("--embed", type=_positive(int), default=32, help="embedding size")
-    _training_options(t, hidden=256, epochs=70, seq_len=64, batch_size=32, lr=0.01,
-                      out="fastlstm-chars.npz")
+    _training_options(t, hidden=256, epochs=20, seq_len=64, batch_size=32, lr=0.01,
+                      out="fastlstm-chars.npz", data="the text")
 
     c = sub.add_parser("complete", help="complete words with a trained model")
     c.add_argument("prefix", nargs="+", help="beginnings of words, e.g. tri")
@@ -124,7 +143,7 @@ def parser():
                    help="length of the synthetic series (without --csv)")
     s.add_argument("--metrics", metavar="JSON", help="write the test report here")
     _training_options(s, hidden=32, epochs=30, seq_len=50, batch_size=16, lr=0.01,
-                      out="fastlstm-series.npz")
+                      out="fastlstm-series.npz", data="the training part (the first 80%%)")
 
     f = sub.add_parser("forecast", help="the next values of a series, from a model "
                        "saved by `fastlstm series`")
@@ -234,17 +253,46 @@ def _train_kwargs(args):
                 optimizer=Adam(lr=args.lr, weight_decay=args.weight_decay,
                                backend=args.backend),
                 clip_norm=args.clip, seed=args.seed, progress=not args.quiet,
-                checkpoint=args.out, resume=args.resume, distributed=args.distributed)
+                checkpoint=args.out, resume=args.resume, distributed=args.distributed,
+                validation_split=args.val, callbacks=[CosineLR(args.epochs)],
+                restore_best=True)
+
+
+def _check_split(args, n, source, unit):
+    """A UsageError unless the n steps of source give --val's part at least 2 steps
+    and the training part one window of --seq-len + 1."""
+    held = int(n * args.val)
+    if args.val and held < 2:
+        raise UsageError(f"--val {args.val}: holds out {held} of the {n:,} {unit} of "
+                         f"{source}; expected at least 2 (or --val 0)")
+    if n - held < args.seq_len + 1:
+        raise UsageError(f"{source}: {n - held:,} {unit} to train on"
+                         + (f" after --val {args.val}" if held else "")
+                         + f"; one training window needs --seq-len + 1 = "
+                         f"{args.seq_len + 1}")
 
 
 def _fit(args, thing, values):
     """thing.fit(values, ...) from the command's options; Ctrl-C stops it with the
-    last finished epoch kept at --out."""
+    best finished epoch kept at --out."""
     try:
         return thing.fit(values, **_train_kwargs(args))
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted; {args.out} holds the last finished epoch "
-                          "(--resume goes on from it)") from None
+        raise Interrupted(f"interrupted; {args.out} holds the best finished epoch "
+                          "(--resume goes on from the last)") from None
+
+
+def _kept(args, history):
+    """The line that says which epoch --out holds."""
+    epoch = history.best_epoch[-1]
+    k = history.epoch.index(epoch)
+    if args.val:
+        ppl = history.val_perplexity[k]
+        what = f"the lowest validation loss, {history.val_loss[k]:.4f}" + (
+            f" (ppl {ppl:.2f})" if ppl is not None else "")
+    else:
+        what = f"the lowest training loss, {history.loss[k]:.4f}"
+    return f"the model saved is epoch {epoch}'s: {what}"
 
 
 class Interrupted(Exception):
@@ -264,14 +312,13 @@ def cmd_train(args):
         with open(args.text, encoding="utf-8") as f:
             text = f.read()
         source = args.text
-    if len(text) < args.seq_len + 1:
-        raise UsageError(f"{source}: has {len(text)} characters; one training window "
-                         f"needs --seq-len + 1 = {args.seq_len + 1}")
+    _check_split(args, len(text), source, "characters")
     resumed = _resumed(args, CharLM)
     lm = CharLM.create(text, cell=args.cell, hidden_size=args.hidden, num_layers=args.layers,
                        embed_size=args.embed, seed=args.seed, backend=args.backend)
     print(f"fastlstm train: character-level {_describe(args)} on {source}: "
-          f"{len(text):,} characters, {len(lm.vocab)} symbols; {where}", flush=True)
+          f"{len(text):,} characters, {len(lm.vocab)} symbols{_held(args)}; {where}",
+          flush=True)
     if resumed:
         print(resumed, flush=True)
     history = _fit(args, lm, text)
@@ -279,6 +326,7 @@ def cmd_train(args):
         return 0
     print("\nloss (cross-entropy, nats per character):")
     print(_indent(history.summary()))
+    print(_indent(_kept(args, history)))
     total = sum(history.wall_time)
     if history.tokens_per_s:
         print(f"  {total:.1f} s in all, {history.tokens_per_s[-1]:,.0f} characters/s in "
@@ -300,6 +348,10 @@ def cmd_train(args):
     print(f"\nsaved the model to {os.path.abspath(args.out)}\n"
           f"  try: fastlstm complete tri --model {args.out}")
     return 0
+
+
+def _held(args):
+    return f", the last {args.val:.0%} held out to validate on" if args.val else ""
 
 
 def _common_prefixes(text, n=5):
@@ -362,15 +414,13 @@ def cmd_series(args):
     where = _setup(args)
     values, source = _series_values(args)
     split = int(0.8 * len(values))
-    if split - 1 < args.seq_len + 1:
-        raise UsageError(f"{source}: its first 80% give {split - 1} steps; one training "
-                         f"window needs --seq-len + 1 = {args.seq_len + 1}")
+    _check_split(args, split - 1, f"{source} (its first 80%)", "steps")
     resumed = _resumed(args, Forecaster)
     fc = Forecaster.create(values[:split], cell=args.cell, hidden_size=args.hidden,
                            num_layers=args.layers, seed=args.seed, backend=args.backend)
     print(f"fastlstm series: {_describe(args)} on {source}, trained on the first 80% "
-          f"({'log' if fc.transform == 'log' else 'difference'} steps); {where}",
-          flush=True)
+          f"({'log' if fc.transform == 'log' else 'difference'} steps{_held(args)}); "
+          f"{where}", flush=True)
     if resumed:
         print(resumed, flush=True)
     history = _fit(args, fc, values[:split])
@@ -378,6 +428,7 @@ def cmd_series(args):
         return 0
     print("\nloss (MSE of standardised steps):")
     print(_indent(history.summary()))
+    print(_indent(_kept(args, history)))
     # The model reads the whole series once, so its state at the test part has
     # seen everything before.
     forecasts = fc.next_values(values)[split - 2:]
@@ -416,6 +467,8 @@ def _plot(path, history, unit):
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(history.epoch, history.loss, marker="o", label="training loss")
+    if any(v is not None for v in history.val_loss):
+        ax.plot(history.epoch, history.val_loss, marker="o", label="validation loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"mean loss per {unit[:-1]}")
     ax.grid(alpha=0.3)

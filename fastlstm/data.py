@@ -5,7 +5,7 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["corpus", "next_step_rows", "read_series", "price_series", "adding_problem"]
+__all__ = ["corpus", "next_step_rows", "next_step_data", "read_series", "price_series", "adding_problem"]
 
 # Cells read as a missing value: skipped, and counted.
 MISSING = {"", "na", "n/a", "nan", "null", "none", "-"}
@@ -34,6 +34,30 @@ def next_step_rows(seq, row_len):
     n = N * row_len
     shape = (N, row_len) + seq.shape[1:]
     return seq[:n].reshape(shape), seq[1:n + 1].reshape(shape)
+
+
+def next_step_data(seq, row_len, validation=None, validation_split=0.0):
+    """Training rows and validation rows for next-step prediction: (X, Y, (X_val,
+    Y_val) or None), each as next_step_rows cuts it.
+
+    The validation rows come from the sequence validation, or else from the last
+    validation_split (0 <= fraction < 1) of seq, which the training rows then
+    leave out: the two parts share no step."""
+    if isinstance(validation_split, bool) or not isinstance(
+            validation_split, (int, float, np.integer, np.floating)) \
+            or not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split: expected a fraction in [0, 1), got "
+                         f"{validation_split!r}")
+    if validation is not None and validation_split:
+        raise ValueError("validation, validation_split: give one, not both")
+    if validation_split:
+        held = int(len(seq) * validation_split)
+        if held < 2 or len(seq) - held < 2:
+            raise ValueError(f"validation_split: {validation_split} of {len(seq)} steps "
+                             f"holds out {held}; each part needs at least 2")
+        seq, validation = seq[:len(seq) - held], seq[len(seq) - held:]
+    X, Y = next_step_rows(seq, row_len)
+    return X, Y, None if validation is None else next_step_rows(validation, row_len)
 
 
 def read_series(path, column):

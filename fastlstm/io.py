@@ -8,7 +8,10 @@ Format (version 2): a NumPy .npz archive, read with allow_pickle=False, holding
   vocabulary, a Forecaster's scaling), "train" (resumable training state: epoch,
   seed, optimizer name and hyper-parameters, history) or null};
 - "param/<layer>.<name>": every parameter array, as Model.params names them;
-- "optim/<slot>": the optimizer's state arrays, when "train" is set.
+- "optim/<slot>": the optimizer's state arrays, when "train" is set;
+- "last/<layer>.<name>": in a checkpoint of a run that keeps its best epoch
+  (train's restore_best), the model is that epoch's, and these are the weights
+  after the last finished epoch, which resuming goes on from.
 Version 1 files (a CharLM's vocabulary under "vocab") load as before.
 
 The module knows models only. An object that wraps one (text.CharLM,
@@ -57,18 +60,23 @@ def save(model, path, train_state=None):
     """Write model (a Model, a CharLM, a Forecaster) to path atomically.
 
     train_state is what fastlstm.train passes to make the file resumable: a dict
-    with "meta" (JSON-able) and "optim" (name -> array).
+    with "meta" (JSON-able), "optim" (name -> array) and, where training keeps its
+    best epoch, "best" (name -> array): those weights are saved as the model's,
+    and the model's own as the last epoch's, to resume from.
     """
     net, kind, extra = _unwrap(model)
+    best = None if train_state is None else train_state.get("best")
     meta = dict(format="fastlstm", version=FORMAT_VERSION, fastlstm=__version__, kind=kind,
                 model=dict(loss=net.loss_name, dtype=net.dtype.name,
                            layers=[dict(type=type(layer).__name__, config=layer.config())
                                    for layer in net.layers]),
                 extra=extra, train=None if train_state is None else train_state["meta"])
     arrays = {"meta": np.array(json.dumps(meta))}
-    arrays.update({f"param/{k}": a for k, a in net.params.items()})
+    arrays.update({f"param/{k}": a for k, a in (best or net.params).items()})
     if train_state is not None:
         arrays.update({f"optim/{k}": np.asarray(a) for k, a in train_state["optim"].items()})
+    if best is not None:
+        arrays.update({f"last/{k}": a for k, a in net.params.items()})
     _write_atomically(os.fspath(path), arrays)
 
 
@@ -104,7 +112,9 @@ def load(path, backend="auto"):
 
 
 def load_checkpoint(path, backend="auto"):
-    """(model, train_state or None) from path; train_state as save() takes it."""
+    """(model, train_state or None) from path; train_state as save() takes it,
+    with "last" (name -> array) in place of "best": the weights to resume from
+    where they are not the model's."""
     path = os.fspath(path)
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -141,10 +151,16 @@ def load_checkpoint(path, backend="auto"):
         raise ValueError(f"{path}: not a fastlstm checkpoint (missing or bad {exc})") from None
     train_state = None
     if meta.get("train") is not None:
-        train_state = dict(meta=meta["train"],
-                           optim={k[len("optim/"):]: a for k, a in arrays.items()
-                                  if k.startswith("optim/")})
+        train_state = dict(meta=meta["train"], optim=_members(arrays, "optim/"))
+        last = _members(arrays, "last/")
+        if last:
+            train_state["last"] = last
     return model, train_state
+
+
+def _members(arrays, prefix):
+    """{name: array} of the members named prefix + name."""
+    return {k[len(prefix):]: a for k, a in arrays.items() if k.startswith(prefix)}
 
 
 def _build(spec, backend):

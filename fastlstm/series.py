@@ -3,7 +3,7 @@ values and its inputs (Forecaster)."""
 import numpy as np
 
 from . import io
-from .data import next_step_rows
+from .data import next_step_data
 from .model import Model
 from .train import train
 
@@ -96,14 +96,18 @@ class Forecaster:
         return values * np.exp(step) if self.transform == "log" else values + step
 
     def fit(self, values, *, epochs=10, batch_size=16, seq_len=50, windows_per_row=4,
-            **train_kwargs):
+            validation=None, validation_split=0.0, **train_kwargs):
         """Train on the steps of values by truncated BPTT, in rows of
-        windows_per_row * seq_len steps; other arguments go to fastlstm.train (a
-        checkpoint it writes holds this Forecaster, scaling and all). Returns its
-        History."""
-        X, Y = next_step_rows(self.inputs(values), windows_per_row * seq_len)
+        windows_per_row * seq_len steps. The validation loss after each epoch is
+        that of the series validation, or of the last validation_split of the
+        steps of values, which training then leaves out. Other arguments go to
+        fastlstm.train (a checkpoint it writes holds this Forecaster, scaling and
+        all). Returns its History."""
+        X, Y, val = next_step_data(
+            self.inputs(values), windows_per_row * seq_len,
+            None if validation is None else self.inputs(validation), validation_split)
         return train(self, X, Y, epochs=epochs, batch_size=batch_size, seq_len=seq_len,
-                     **train_kwargs)
+                     validation=val, **train_kwargs)
 
     def next_values(self, values):
         """The forecast of each of values[2:] from the values before it (L - 2,): the

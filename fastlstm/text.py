@@ -3,7 +3,7 @@ and word completion."""
 import numpy as np
 
 from . import io
-from .data import next_step_rows
+from .data import next_step_data
 from .losses import log_softmax
 from .model import Model
 from .train import train
@@ -101,15 +101,19 @@ class CharLM:
         return cls(vocab, Model.for_tokens(len(vocab), **model_kwargs), left_contexts(text))
 
     def fit(self, text, *, epochs=10, batch_size=32, seq_len=64, windows_per_row=4,
-            **train_kwargs):
+            validation=None, validation_split=0.0, **train_kwargs):
         """Train on text by truncated BPTT: the text is cut into rows of
         windows_per_row * seq_len characters; each batch of rows runs window after
-        window, carrying the state. Other arguments go to fastlstm.train; a
+        window, carrying the state. The validation loss after each epoch is that of
+        the text validation, or of the last validation_split of text, which
+        training then leaves out. Other arguments go to fastlstm.train; a
         checkpoint it writes holds this CharLM, vocabulary and all.
         Returns its History."""
-        X, Y = next_step_rows(self.vocab.encode(text), windows_per_row * seq_len)
+        X, Y, val = next_step_data(
+            self.vocab.encode(text), windows_per_row * seq_len,
+            None if validation is None else self.vocab.encode(validation), validation_split)
         return train(self, X, Y, epochs=epochs, batch_size=batch_size, seq_len=seq_len,
-                     **train_kwargs)
+                     validation=val, **train_kwargs)
 
     # -- inference ----------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._rows import by_length
+from .callbacks import BestEpoch
 from ._threads import chosen, get_num_threads, single_threaded_blas, threads
 from .distributed import communicator, local_threads
 from .io import load_checkpoint, save
@@ -38,8 +39,9 @@ class History:
     """Per-epoch figures: mean training loss (over the tokens of the epoch, taken
     as training went), validation loss, perplexities (token models), accuracies
     (models of one label per row: the fraction of rows classified right, taken as
-    training went), wall time (s) and training speed (tokens/s, a token being one
-    time step of one row)."""
+    training went), wall time (s), training speed (tokens/s, a token being one
+    time step of one row) and, where training keeps its best epoch (train's
+    restore_best), the best epoch so far: the one whose weights the model keeps."""
     epoch: list = dataclasses.field(default_factory=list)
     loss: list = dataclasses.field(default_factory=list)
     val_loss: list = dataclasses.field(default_factory=list)
@@ -49,6 +51,7 @@ class History:
     val_accuracy: list = dataclasses.field(default_factory=list)
     wall_time: list = dataclasses.field(default_factory=list)
     tokens_per_s: list = dataclasses.field(default_factory=list)
+    best_epoch: list = dataclasses.field(default_factory=list)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -60,31 +63,37 @@ class History:
         return cls(**{f.name: list(d.get(f.name, [None] * n)) for f in dataclasses.fields(cls)})
 
     def summary(self, rows=6):
-        """A few lines of the loss curve: first, last and evenly spaced epochs."""
+        """A few lines of the loss curve: first, last and evenly spaced epochs, and
+        the best one where training kept it."""
         n = len(self.epoch)
         if n == 0:
             return "no epochs"
-        picks = sorted({round(k * (n - 1) / max(rows - 1, 1)) for k in range(rows)})
+        picks = {round(k * (n - 1) / max(rows - 1, 1)) for k in range(rows)}
+        best = self.best_epoch[-1] if self.best_epoch else None
+        if best is not None:
+            picks.add(self.epoch.index(best))
         lines = []
-        for k in picks:
+        for k in sorted(picks):
             line = f"epoch {self.epoch[k]:4d}  loss {self.loss[k]:.4f}"
-            if self.val_loss and self.val_loss[k] is not None:
-                line += f"  val {self.val_loss[k]:.4f}"
             if self.perplexity and self.perplexity[k] is not None:
                 line += f"  ppl {self.perplexity[k]:.2f}"
+            if self.val_loss and self.val_loss[k] is not None:
+                line += f"  val {self.val_loss[k]:.4f}"
+            if self.val_perplexity and self.val_perplexity[k] is not None:
+                line += f"  val ppl {self.val_perplexity[k]:.2f}"
             if self.accuracy and self.accuracy[k] is not None:
                 line += f"  acc {self.accuracy[k]:.3f}"
             if self.val_accuracy and self.val_accuracy[k] is not None:
                 line += f"  val acc {self.val_accuracy[k]:.3f}"
             line += f"  {self.tokens_per_s[k]:,.0f} tok/s"
-            lines.append(line)
+            lines.append(line + ("  best" if self.epoch[k] == best else ""))
         return "\n".join(lines)
 
 
 def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="adam",
           lr=None, clip_norm=5.0, seed=0, validation=None, progress=True, callbacks=None,
           checkpoint=None, resume=False, mask=None, lengths=None, on_nan="raise",
-          distributed=None):
+          distributed=None, restore_best=False):
     """Train model on X -> Y and return its History.
 
     model: a Model, or an object that wraps one (a CharLM): that is what a
@@ -113,6 +122,10 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     early stopping.
     checkpoint: a path saved (atomically) after every epoch, with the optimizer
     state; resume=True continues from it when it exists, to `epochs` in total.
+    restore_best: keep the epoch of the lowest validation loss (training loss
+    without validation): the model ends with its weights, the checkpoint holds
+    them as its model (and the last epoch's weights, which resuming goes on from),
+    and History.best_epoch says which it is.
     on_nan: "raise" stops with TrainingDiverged at a NaN/inf loss or gradient,
     "skip" leaves that update out and goes on.
     distributed: None (one process) or "mpi": every rank of `mpiexec -n P` calls
@@ -139,6 +152,8 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
                              "or gives one label per row); leave seq_len None")
     if on_nan not in ("raise", "skip"):
         raise ValueError(f"on_nan: expected 'raise' or 'skip', got {on_nan!r}")
+    if not isinstance(restore_best, (bool, np.bool_)):
+        raise TypeError(f"restore_best: expected True or False, got {restore_best!r}")
     data = _prepare(model, X, Y, mask, lengths, "X")
     if data[2] is not None and not data[2].any(axis=0).all():
         empty = np.flatnonzero(~data[2].any(axis=0))
@@ -159,11 +174,13 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     comm = communicator(distributed)
     if comm.size == 1:
         return _train(comm, to_save, model, opt, data, val, epochs, batch_size, seq_len,
-                      clip_norm, seed, progress, callbacks, checkpoint, resume, on_nan)
+                      clip_norm, seed, progress, callbacks, checkpoint, resume, on_nan,
+                      restore_best)
     try:
         with threads(get_threads(comm)):
             return _train(comm, to_save, model, opt, data, val, epochs, batch_size, seq_len,
-                          clip_norm, seed, progress, callbacks, checkpoint, resume, on_nan)
+                          clip_norm, seed, progress, callbacks, checkpoint, resume, on_nan,
+                          restore_best)
     except BaseException:
         comm.abort()
 
@@ -175,15 +192,20 @@ def get_threads(comm):
 
 
 def _train(comm, to_save, model, opt, data, val, epochs, batch_size, seq_len, clip_norm,
-           seed, progress, callbacks, checkpoint, resume, on_nan):
+           seed, progress, callbacks, checkpoint, resume, on_nan, restore_best):
     """train's loop, its arguments checked (comm: fastlstm.distributed)."""
     comm.same("X and Y shapes", (data[0].shape, data[1].shape))
     callbacks = list(callbacks or [])
     history, start = History(), 0
+    best = BestEpoch() if restore_best else None
     if resume and checkpoint is not None and comm.bcast(os.path.exists(checkpoint)):
+        saved = {k: np.empty_like(p) for k, p in model.params.items()}
         if comm.root:
-            history, start = _resume(to_save, model, opt, checkpoint)
+            history, start = _resume(to_save, model, opt, checkpoint, saved)
         history, start, opt.state = comm.bcast((history, start, opt.state))
+        if best is not None:
+            comm.bcast_arrays(saved.values())
+            best.resume(history, saved)
     comm.bcast_arrays(model.params.values())
 
     N, T = data[0].shape[1], data[0].shape[0]
@@ -209,8 +231,13 @@ def _train(comm, to_save, model, opt, data, val, epochs, batch_size, seq_len, cl
                 data, order, batch_size, S, model, train=True, rng=dropout, comm=comm))
             wall = time.perf_counter() - t_start
             _record(history, model, epoch, loss, tokens, hits, wall, val, batch_size, S, comm)
+            if val is not None:
+                run.last_val = f", last val {history.val_loss[-1]:.4f}"
+            if best is not None:
+                best.see(epoch, history, model.params)
+                history.best_epoch[-1] = best.epoch
             if checkpoint is not None and comm.root:
-                save(to_save, checkpoint, _train_state(opt, history, epoch, seed))
+                save(to_save, checkpoint, _train_state(opt, history, epoch, seed, best))
             # every callback sees the epoch, whichever asks to stop
             if any([cb.on_epoch_end(epoch, history) for cb in callbacks
                     if hasattr(cb, "on_epoch_end")]):
@@ -220,7 +247,9 @@ def _train(comm, to_save, model, opt, data, val, epochs, batch_size, seq_len, cl
         cb.on_train_end(history)
     if ends and checkpoint is not None and history.epoch and comm.root:
         # what they did to the model (early stopping's best weights) is kept too
-        save(to_save, checkpoint, _train_state(opt, history, history.epoch[-1], seed))
+        save(to_save, checkpoint, _train_state(opt, history, history.epoch[-1], seed, best))
+    if best is not None:
+        best.restore(model.params)
     return history
 
 
@@ -236,6 +265,7 @@ class _Run:
     checkpoint: object
     comm: object
     step: int
+    last_val: str = ""   # the last epoch's validation loss, shown beside the progress
 
     def epoch(self, epoch, epochs, windows):
         """Update on each (loss, kept steps, hits) of windows; returns the epoch's mean
@@ -273,8 +303,8 @@ class _Run:
             self.bar.update(1)
             speed = count / max(time.perf_counter() - t_start, 1e-9)
             self.bar.set_postfix_str(f"epoch {epoch}/{epochs} loss "
-                                     f"{total / max(count, 1):.4f} {speed:,.0f} tok/s",
-                                     refresh=False)
+                                     f"{total / max(count, 1):.4f} {speed:,.0f} tok/s"
+                                     + self.last_val, refresh=False)
         return (total / count if count else math.nan), count, right
 
 
@@ -390,17 +420,26 @@ def _record(history, model, epoch, loss, tokens, hits, wall, val, batch_size, S,
                                   else None)
     history.wall_time.append(wall)
     history.tokens_per_s.append(tokens / max(wall, 1e-9))
+    history.best_epoch.append(None)
 
 
-def _train_state(opt, history, epoch, seed):
+def _train_state(opt, history, epoch, seed, best=None):
+    """What a checkpoint holds to resume from; with best (a BestEpoch of an earlier
+    epoch), the best epoch's weights, which it saves as the model's."""
     hyper = {k: v for k, v in vars(opt).items() if k not in ("state", "backend")}
     name = next(n for n, cls in OPTIMIZERS.items() if type(opt) is cls)
-    return dict(meta=dict(epoch=epoch, seed=seed, optimizer=dict(name=name, **hyper),
-                          history=history.to_dict()),
-                optim=opt.state)
+    state = dict(meta=dict(epoch=epoch, seed=seed, optimizer=dict(name=name, **hyper),
+                           history=history.to_dict()),
+                 optim=opt.state)
+    if best is not None and best.epoch != epoch:
+        state["best"] = best.weights
+    return state
 
 
-def _resume(to_save, model, opt, path):
+def _resume(to_save, model, opt, path, saved_weights):
+    """The model's weights and opt's state from the checkpoint at path (the last
+    epoch's), the checkpoint's model's weights into saved_weights (the best
+    epoch's where the run kept it); returns the History and the epochs done."""
     saved, state = load_checkpoint(path, backend=model.backend)
     if to_save is not model and (
             getattr(saved, "checkpoint_kind", None) != to_save.checkpoint_kind
@@ -411,14 +450,16 @@ def _resume(to_save, model, opt, path):
     if state is None:
         raise ValueError(f"{path}: holds no training state to resume from")
     params, saved_params = model.params, saved.params
-    if params.keys() != saved_params.keys() or any(
-            params[k].shape != saved_params[k].shape for k in params):
+    last = state.get("last", saved_params)
+    if any(params.keys() != w.keys() or any(params[k].shape != w[k].shape for k in params)
+           for w in (saved_params, last)):
         raise ValueError(f"{path}: its model is not this model ({saved!r})")
     name = state["meta"]["optimizer"]["name"]
     if not isinstance(opt, OPTIMIZERS[name]):
         raise ValueError(f"{path}: was trained with {name!r}, not {type(opt).__name__}")
     for k in params:
-        params[k][...] = saved_params[k]
+        params[k][...] = last[k]
+        saved_weights[k][...] = saved_params[k]
     opt.state = dict(state["optim"])
     return History.from_dict(state["meta"]["history"]), int(state["meta"]["epoch"])
 

@@ -1,6 +1,7 @@
 """The `fastlstm` command end to end, in subprocesses, on tiny budgets."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,37 @@ def test_train_on_the_built_in_corpus(trained):
     assert "'tri'    -> 'tri" in r.stdout
     assert f"saved the model to {path}" in r.stdout
     assert isinstance(fastlstm.load(path), fastlstm.CharLM)
+
+
+def test_the_saved_model_is_the_epoch_of_the_lowest_validation_loss(tmp_path):
+    """The run validates on the last 10% of the corpus and says which epoch it
+    saved; that model, evaluated afresh on that text, has the loss it printed,
+    the lowest of the run."""
+    r = cli("train", "--epochs", "3", "--hidden", "8", "--embed", "4", "--seq-len", "16",
+            "--quiet", "--out", "m.npz", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "the last 10% held out to validate on" in r.stdout
+    line = next(x for x in r.stdout.splitlines() if "the model saved is" in x)
+    epoch, printed = re.search(r"epoch (\d+)'s: the lowest validation loss, ([\d.]+)",
+                               line).groups()
+    lm = fastlstm.load(tmp_path / "m.npz")
+    _, state = fastlstm.io.load_checkpoint(tmp_path / "m.npz")
+    history = fastlstm.History.from_dict(state["meta"]["history"])
+    assert history.epoch == [1, 2, 3] and history.best_epoch[-1] == int(epoch)
+    assert min(history.val_loss) == history.val_loss[int(epoch) - 1]
+    _, _, (VX, VY) = fastlstm.data.next_step_data(
+        lm.vocab.encode(fastlstm.data.corpus()), 4 * 16, validation_split=0.1)
+    loss, _ = lm.model.evaluate(VX.T, VY.T)
+    assert loss == pytest.approx(float(printed), abs=1e-4)
+    assert "val ppl" in r.stdout
+
+
+def test_without_validation_the_saved_model_is_the_epoch_of_the_lowest_loss(tmp_path):
+    r = cli("train", "--epochs", "2", "--hidden", "8", "--embed", "4", "--val", "0",
+            "--quiet", "--out", "m.npz", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "held out" not in r.stdout and " val " not in r.stdout
+    assert "the model saved is epoch 2's: the lowest training loss" in r.stdout
 
 
 def test_complete_and_generate_with_a_saved_model(trained):
@@ -90,6 +122,10 @@ def test_series_reports_the_naive_baseline(tmp_path):
     ("train", "--out", "."),
     ("train", "--plot", "no-such-folder/loss.png"),
     ("train", "--text", "short.txt"),
+    ("train", "--val", "1"),
+    ("train", "--val", "-0.1"),
+    ("train", "--text", "tiny.txt", "--seq-len", "8"),
+    ("series", "--length", "120", "--val", "0.01"),
     ("train", "--resume", "--out", "series.npz"),
     ("series", "--metrics", "no-such-folder/m.json"),
     ("forecast", "--model", "chars.npz", "--csv", "prices.csv", "--column", "close"),
@@ -103,6 +139,7 @@ def test_errors_are_one_line_with_exit_code_2(trained, tmp_path, args):
         f"2026-01-{d:02d},{100 + d}\n" for d in range(1, 29)))
     (tmp_path / "bad.csv").write_text("date,close\n2026-01-01,100\n2026-01-02,ten\n")
     (tmp_path / "short.txt").write_text("ab")
+    (tmp_path / "tiny.txt").write_text("abcdefghij")
     start = time.perf_counter()
     r = cli(*args, cwd=tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)
@@ -223,8 +260,8 @@ def test_ctrl_c_keeps_the_last_finished_epoch(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert err.strip() == ("fastlstm: interrupted; ck.npz holds the last finished epoch "
-                           "(--resume goes on from it)")
+    assert err.strip() == ("fastlstm: interrupted; ck.npz holds the best finished epoch "
+                           "(--resume goes on from the last)")
     assert isinstance(fastlstm.load(tmp_path / "ck.npz"), fastlstm.CharLM)
 
 

@@ -83,3 +83,31 @@ def test_complete_sums_every_way_a_word_can_end(monkeypatch):
     assert lm.complete("x") == "a"
     table["a"] = {"b": 0.9, " ": 0.05, ".": 0.05}   # now "ab" (0.7*0.9*0.95) wins
     assert lm.complete("x") == "ab"
+
+
+def test_the_held_out_end_of_the_text_is_never_trained_on():
+    """'z' comes only in the last tenth of the text: held out, its embedding gets
+    no gradient and stays as it was; trained on, it moves."""
+    text = "name " * 200 + "zen " * 5 + "name " * 10
+    moved = []
+    for split in (0.1, 0.0):
+        lm = CharLM.create(text, hidden_size=8, embed_size=4, seed=0)
+        z = lm.vocab.encode("z")[0]
+        before = lm.model.params["0.W"][z].copy()
+        h = lm.fit(text, epochs=2, batch_size=4, seq_len=20, validation_split=split,
+                   progress=False)
+        moved.append(not np.array_equal(lm.model.params["0.W"][z], before))
+        assert (h.val_loss[-1] is not None) == (split > 0)
+    assert moved == [False, True]
+
+
+def test_validation_text_and_bad_splits(name_model):
+    h = name_model.fit("name " * 40, epochs=1, batch_size=4, seq_len=20,
+                       validation="name name name ", progress=False)
+    assert h.val_loss[-1] < 1.0
+    for kwargs, match in [(dict(validation="name", validation_split=0.1), "not both"),
+                          (dict(validation_split=1.0), r"\[0, 1\)"),
+                          (dict(validation_split=True), r"\[0, 1\)"),
+                          (dict(validation_split=0.001), "at least 2")]:
+        with pytest.raises(ValueError, match=match):
+            name_model.fit("name " * 40, epochs=1, **kwargs)

@@ -103,6 +103,80 @@ def test_resume_from_a_checkpoint_equals_training_straight_through(tmp_path):
         np.testing.assert_array_equal(resumed.params[k], w, err_msg=k)
 
 
+def overfitting_tokens():
+    """toy_tokens to train on and noisier rows to validate on: with lr 0.02 the
+    validation loss of small_model is lowest at epoch 4 of 6."""
+    X, Y, _ = toy_tokens()
+    rng = np.random.default_rng(1)
+    VX = rng.integers(0, 5, (8, 20))
+    VY = np.roll(VX, 2, axis=1)
+    VY[:, ::3] = rng.integers(0, 5, (8, 7))
+    return X, Y, (VX, VY)
+
+
+class Weights:
+    """Copies of the model's weights at each epoch's end."""
+
+    def __init__(self, model):
+        self.model, self.seen = model, []
+
+    def on_epoch_end(self, epoch, history):
+        self.seen.append({k: p.copy() for k, p in self.model.params.items()})
+
+
+def test_restore_best_keeps_the_epoch_of_the_lowest_validation_loss(tmp_path):
+    X, Y, val = overfitting_tokens()
+    model, path = small_model(), tmp_path / "ck.npz"
+    weights = Weights(model)
+    h = fastlstm.train(model, X, Y, epochs=6, batch_size=4, seq_len=7, lr=0.02,
+                       validation=val, restore_best=True, checkpoint=path,
+                       callbacks=[weights], progress=False)
+    best = h.epoch[int(np.argmin(h.val_loss))]
+    assert 1 < best < 6 and h.best_epoch[-1] == best
+    saved, state = fastlstm.io.load_checkpoint(path)
+    for k, w in weights.seen[best - 1].items():
+        np.testing.assert_array_equal(model.params[k], w, err_msg=k)
+        np.testing.assert_array_equal(saved.params[k], w, err_msg=k)
+        np.testing.assert_array_equal(state["last"][k], weights.seen[-1][k], err_msg=k)
+    # the saved model, evaluated afresh, has the run's lowest validation loss
+    VX, VY = val
+    loss, _ = saved.evaluate(VX.T, VY.T)
+    assert loss == pytest.approx(min(h.val_loss), rel=1e-6)
+    marked = [line for line in h.summary().splitlines() if line.endswith("best")]
+    assert len(marked) == 1 and marked[0].startswith(f"epoch {best:4d}")
+
+
+def test_restore_best_without_validation_takes_the_training_loss():
+    X, Y, _ = overfitting_tokens()
+    h = fastlstm.train(small_model(), X, Y, epochs=3, batch_size=4, seq_len=7, lr=0.02,
+                       restore_best=True, progress=False)
+    assert h.best_epoch[-1] == h.epoch[int(np.argmin(h.loss))]
+
+
+@pytest.mark.parametrize("stop", [1, 2, 4, 5])
+def test_resuming_a_run_that_keeps_its_best_epoch_equals_training_straight_through(
+        tmp_path, stop):
+    """The best epochs are 1, 1, 1, 4, 4, 4. Stopped after epoch 1 or 4 (the best
+    so far is the last), 2 or 5 (it is an earlier one), then resumed to 6: the
+    same weights, best epochs and checkpoint as one run of 6."""
+    X, Y, val = overfitting_tokens()
+    kwargs = dict(batch_size=4, seq_len=7, lr=0.02, validation=val, restore_best=True,
+                  progress=False)
+    straight = small_model()
+    h = fastlstm.train(straight, X, Y, epochs=6, checkpoint=tmp_path / "a.npz", **kwargs)
+    path = tmp_path / "b.npz"
+    fastlstm.train(small_model(), X, Y, epochs=stop, checkpoint=path, **kwargs)
+    resumed = small_model(seed=99)
+    r = fastlstm.train(resumed, X, Y, epochs=6, checkpoint=path, resume=True, **kwargs)
+    assert r.epoch == h.epoch and r.best_epoch == h.best_epoch == [1, 1, 1, 4, 4, 4]
+    a, sa = fastlstm.io.load_checkpoint(tmp_path / "a.npz")
+    b, sb = fastlstm.io.load_checkpoint(path)
+    for k, w in straight.params.items():
+        np.testing.assert_array_equal(resumed.params[k], w, err_msg=k)
+        np.testing.assert_array_equal(b.params[k], a.params[k], err_msg=k)
+        np.testing.assert_array_equal(sb["last"][k], sa["last"][k], err_msg=k)
+
+
 class Recorder:
     def __init__(self, stop_after=None):
         self.steps, self.epochs, self.stop_after = [], [], stop_after
