@@ -1,7 +1,8 @@
 """fastlstm: train tanh RNN, LSTM and GRU networks fast on multicore CPUs.
 
 The time loops run in compiled kernels (Cython, Numba); fastlstm.reference holds
-the NumPy specification they are tested against. Layers: backends (reference,
+the NumPy specification they are tested against; show_config() says which
+instruction-set level of them this machine runs. Layers: backends (reference,
 _cy, _numba) -> ops (the kernels' functional API) -> layers, losses, optim ->
 model -> io -> train, callbacks -> text (CharLM), series (Forecaster) -> cli.
 """
@@ -10,6 +11,7 @@ from . import callbacks, data, diagnostics, losses, ops
 from ._buffers import release_memory
 from ._threads import get_num_threads, set_num_threads, threads
 from .backends import available_backends
+from .config import show_config
 from .interop import from_torch, to_torch
 from .io import load, save
 from .layers import GRU, LSTM, RNN, Dense, Embedding
@@ -23,4 +25,4 @@ __all__ = ["__version__", "ops", "data", "diagnostics", "losses", "callbacks", "
            "set_num_threads", "threads", "release_memory", "Embedding", "Dense", "RNN", "LSTM", "GRU",
            "Model", "SGD", "Adam", "clip_grads", "train", "History", "StepInfo",
            "TrainingDiverged", "save", "load", "CharLM", "Vocab", "Forecaster", "from_torch",
-           "to_torch"]
+           "to_torch", "show_config"]

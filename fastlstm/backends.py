@@ -8,6 +8,10 @@ training update (the Dense layer, the embedding's gradient, the losses, the
 optimizers) on the same threads. A backend whose modules lack one of them is not
 available, with the missing names as the reason.
 
+"cython" runs the instruction-set level fastlstm._cy chose for this machine;
+"cython:baseline", "cython:avx2" and "cython:avx512" name one level (tests and
+benches compare them in one process).
+
 "auto" takes the environment variable FASTLSTM_BACKEND when it is set, else the
 first importable backend of AUTO_ORDER, the order measured fastest in
 bench/RESULTS.md. Naming a backend that is not built is an error, never a silent
@@ -17,6 +21,7 @@ import importlib
 import os
 import types
 
+from . import _cy
 from .cells import CELLS
 
 CELL_FUNCTIONS = tuple(f"{c}_{f}" for c in CELLS for f in ("forward", "backward"))
@@ -29,19 +34,26 @@ NAMES = ("numpy", "cython", "numba")
 AUTO_ORDER = ("cython", "numba", "numpy")
 _MODULES = {
     "numpy": ("fastlstm.reference",),
-    "cython": ("fastlstm._cy._rnn", "fastlstm._cy._lstm", "fastlstm._cy._gru",
-               "fastlstm._cy._dense", "fastlstm._cy._loss", "fastlstm._cy._optim"),
     "numba": ("fastlstm._numba",),
 }
+_CYTHON_MODULES = ("_rnn", "_lstm", "_gru", "_dense", "_loss", "_optim")
 _loaded = {}
 _errors = {}
+
+
+def _modules(name):
+    """The modules of backend name ("cython" or "cython:<level>" from fastlstm._cy)."""
+    family, _, level = name.partition(":")
+    if family == "cython":
+        return [_cy.module(m, level or None) for m in _CYTHON_MODULES]
+    return [importlib.import_module(m) for m in _MODULES[name]]
 
 
 def _load(name):
     if name not in _loaded and name not in _errors:
         try:
-            mods = [importlib.import_module(m) for m in _MODULES[name]]
-        except ImportError as exc:
+            mods = _modules(name)
+        except (ImportError, RuntimeError) as exc:
             _errors[name] = exc
         else:
             found = {f: getattr(m, f) for m in mods for f in FUNCTIONS if hasattr(m, f)}
@@ -58,6 +70,12 @@ def available_backends():
     return [n for n in NAMES if _load(n) is not None]
 
 
+def cython_levels():
+    """"cython:<level>" for each instruction-set level built that this machine
+    runs, worst first."""
+    return [f"cython:{level}" for level in _cy.supported_levels()]
+
+
 def get_backend(name="auto"):
     """The backend namespace for name ("auto", "numpy", "cython" or "numba")."""
     if not isinstance(name, str):
@@ -72,8 +90,10 @@ def get_backend(name="auto"):
         for n in AUTO_ORDER:
             if _load(n) is not None:
                 return _loaded[n]
-    if name not in NAMES:
-        raise ValueError(f"backend: expected one of {('auto',) + NAMES}, got {name!r}")
+    family, colon, level = name.partition(":")
+    if name not in NAMES and not (family == "cython" and colon and level in _cy.LEVELS):
+        raise ValueError(f"backend: expected one of {('auto',) + NAMES} (or cython:LEVEL, "
+                         f"LEVEL one of {', '.join(_cy.LEVELS)}), got {name!r}")
     if _load(name) is None:
         raise ValueError(
             f"backend {name!r} is not available: {_errors[name]} "

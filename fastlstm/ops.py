@@ -19,13 +19,14 @@ them where they are not, and puts every result back in the caller's order.
 """
 import numpy as np
 
+from . import _cy
 from ._rows import put, sort_rows, take
 from ._threads import team_size
 from .backends import available_backends, get_backend
 from .cells import CELLS
 
 try:
-    from ._cy._checks import all_finite as _compiled_all_finite
+    _compiled_all_finite = _cy.module("_checks").all_finite
 except ImportError:
     _compiled_all_finite = None
 

@@ -24,7 +24,7 @@ from _common cimport (span_lo, fl_team_size, fl_team_rank, input_projection,
                       rows_times_panels)
 
 from fastlstm._buffers import empty, zeros
-from fastlstm._cy._panels import columns
+from ._panels import columns
 from fastlstm._threads import single_threaded_blas, team_size
 
 cdef enum:

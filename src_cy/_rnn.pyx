@@ -25,7 +25,7 @@ from _common cimport (UnitSpan, my_units, fl_team_barrier, tanh_, input_projecti
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._rows import running_counts
-from fastlstm._cy._panels import step_weights
+from ._panels import step_weights
 from fastlstm._threads import single_threaded_blas, team_size
 
 

@@ -21,8 +21,9 @@
  * NULL (and add is zero), each row of C starts from it instead of from zero: the
  * input projection's + b costs no pass of its own over C.
  *
- * GCC vector extensions: with -march=native they compile to the machine's widest
- * vectors; elsewhere GCC splits them, slower and with the same results.
+ * GCC vector extensions of the level's width: setup.py compiles this once per
+ * instruction-set level (docs/DESIGN.md, "One build for every x86-64"), and the
+ * macros its -march defines set the vector width and the register tile below.
  */
 #ifndef FASTLSTM_PANEL_GEMM_H
 #define FASTLSTM_PANEL_GEMM_H

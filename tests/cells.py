@@ -4,7 +4,7 @@ comparisons with NumPy."""
 import numpy as np
 from numpy.testing import assert_allclose
 
-from fastlstm import ops
+from fastlstm import backends, ops
 from fastlstm.cells import CELLS
 
 GATES = {name: cell.G for name, cell in CELLS.items()}
@@ -12,6 +12,10 @@ GATES = {name: cell.G for name, cell in CELLS.items()}
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 OUTPUTS = {name: cell.forward_outputs + cell.backward_outputs
            for name, cell in CELLS.items()}
+# Every compiled backend this machine runs, each instruction-set level of the
+# Cython kernels on its own ("cython:avx2"), so that every grid runs once per level.
+COMPILED = backends.cython_levels() + [
+    b for b in backends.available_backends() if b == "numba"]
 
 
 def problem(cell, T, B, I, H, dtype=np.float64, seed=0, dy=True, zero_state=False):

@@ -8,9 +8,10 @@ from hypothesis import given, settings, strategies as st
 
 import fastlstm
 
-from cells import GATES, assert_same, problem, run
+from fastlstm import _cy, backends
 
-COMPILED = [b for b in fastlstm.available_backends() if b != "numpy"]
+from cells import COMPILED, GATES, assert_same, problem, run
+
 DTYPES = [np.float64, np.float32]
 # T=1, B=1, B odd (not divisible by the thread count), H not a multiple of 8, I != H;
 # B*H large enough for the kernels to split the hidden units across threads; I wider
@@ -20,9 +21,16 @@ SHAPES = [(1, 1, 3, 5), (4, 1, 2, 9), (5, 3, 7, 13), (3, 7, 1, 4), (6, 33, 5, 70
 
 
 def test_compiled_backends_are_available():
-    """The package must ship both compiled backends: a missing build step or a
-    missing numba fails here rather than skipping the grid below."""
-    assert COMPILED == ["cython", "numba"]
+    """The package must ship both compiled backends, and the Cython kernels at
+    every level this machine runs: a missing build step or a missing numba fails
+    here rather than skipping the grid below."""
+    assert fastlstm.available_backends() == ["numpy", "cython", "numba"]
+    features = _cy.cpu_features()
+    assert _cy.built_levels() == (list(_cy.LEVELS) if features.get("x86_64")
+                                  else ["baseline"])
+    runs = [level for level in _cy.LEVELS if not _cy.missing(level, features)]
+    assert backends.cython_levels() == [f"cython:{level}" for level in runs]
+    assert COMPILED == backends.cython_levels() + ["numba"]
 
 
 @pytest.mark.parametrize("backend", COMPILED)
@@ -114,7 +122,7 @@ def test_results_do_not_depend_on_threads(backend, cell, n_threads):
                                    err_msg=name)
 
 
-@pytest.mark.skipif("cython" not in COMPILED, reason="no Cython backend")
+@pytest.mark.skipif(not backends.cython_levels(), reason="no Cython backend")
 def test_cython_splits_by_the_threads_openmp_grants(python):
     """The time loops split the units by the team OpenMP grants, which can be
     smaller than the one asked for (OMP_THREAD_LIMIT, or a call from inside another

@@ -6,14 +6,24 @@ import pytest
 
 from cells import gemm_close as close, padded
 
-_panels = pytest.importorskip("fastlstm._cy._panels")
+from fastlstm import _cy
+
+LEVELS = _cy.supported_levels()
+pytestmark = pytest.mark.skipif(not LEVELS, reason="no Cython kernels built")
+
+
+@pytest.fixture(params=LEVELS)
+def _panels(request):
+    """The _panels module of each level this machine runs: each has its own
+    vector width, and so its own panels and register tiles."""
+    return _cy.module("_panels", request.param)
 
 DTYPES = [np.float32, np.float64]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("K, N", [(1, 1), (3, 8), (5, 17), (9, 40), (2, 64)])
-def test_columns(dtype, K, N):
+def test_columns(_panels, dtype, K, N):
     U = _panels.units(dtype)
     rng = np.random.default_rng(K + N)
     W, b = rng.standard_normal((K, N)).astype(dtype), rng.standard_normal(N).astype(dtype)
@@ -26,7 +36,7 @@ def test_columns(dtype, K, N):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("H, G", [(1, 1), (5, 4), (13, 3), (16, 4), (33, 1)])
-def test_gate_blocks(dtype, H, G):
+def test_gate_blocks(_panels, dtype, H, G):
     """Unit block q, gate k: Wh's columns k*H + q*U .. + U, zero past unit H."""
     U = _panels.units(dtype)
     W = np.random.default_rng(H).standard_normal((H, G * H)).astype(dtype)
@@ -41,7 +51,7 @@ def test_gate_blocks(dtype, H, G):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("H, N", [(1, 1), (5, 20), (13, 39), (16, 64), (9, 3)])
-def test_unit_blocks(dtype, H, N):
+def test_unit_blocks(_panels, dtype, H, N):
     """Unit block q: rows q*U .. + U of W as its columns, an (N, U) panel."""
     U = _panels.units(dtype)
     W = np.random.default_rng(H + N).standard_normal((H, N)).astype(dtype)
@@ -57,7 +67,7 @@ def test_unit_blocks(dtype, H, N):
 @pytest.mark.parametrize("K", [1, 3, 17])
 @pytest.mark.parametrize("npanels", [1, 2, 3, 5])
 @pytest.mark.parametrize("mode", ["overwrite", "add", "bias", "a_trans", "a_trans+add"])
-def test_gemm(dtype, M, K, npanels, mode):
+def test_gemm(_panels, dtype, M, K, npanels, mode):
     """Panels at a stride longer than K*U, and C's panels apart by more than U
     (as the step product writes the gate blocks of a unit block)."""
     U = _panels.units(dtype)
@@ -79,7 +89,7 @@ def test_gemm(dtype, M, K, npanels, mode):
     close(C, want, dtype)
 
 
-def test_gemm_refuses_buffers_too_small():
+def test_gemm_refuses_buffers_too_small(_panels):
     A = np.zeros((3, 4), np.float32)
     U = _panels.units(np.float32)
     with pytest.raises(ValueError, match="P"):

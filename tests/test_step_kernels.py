@@ -5,9 +5,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 from fastlstm import backends, reference, threads
-from cells import TOL
+from cells import COMPILED, TOL
 
-COMPILED = [b for b in ("cython", "numba") if b in backends.available_backends()]
 DTYPES = [np.float32, np.float64]
 THREADS = [1, 3]
 

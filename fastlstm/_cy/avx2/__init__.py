@@ -1,0 +1,1 @@
+"""The kernels compiled for the avx2 level (setup.py); fastlstm._cy loads them."""
