@@ -4,16 +4,21 @@ is installed.
 
     python bench/bench_kernels.py --threads 1 2 --json bench/out/kernels.json
 
-Prints a Markdown table: ms per call (best of --repeat rounds, the backends
-interleaved within each round), GFLOP/s and the time
-ratio torch / backend (above 1: faster than torch). FLOPs counted: forward
-2*T*B*G*H*(I+H); train step three times that.
+Prints the machine (fastlstm.show_config(): the CPU, the kernels' instruction-set
+level and why) and NumPy's GEMM peak on each thread count, then a Markdown table:
+ms per call (best of --repeat rounds, the backends interleaved within each
+round), GFLOP/s, the fraction of that peak, and the time ratio torch / backend
+(above 1: faster than torch). FLOPs counted: forward 2*T*B*G*H*(I+H); train step
+three times that. Backends are named as fastlstm takes them: "cython:avx2" runs
+one instruction-set level of the Cython kernels. With --ort, ONNX Runtime's
+LSTM/GRU/RNN operator is a peer of the forward (it has no training), as the
+issue of native speed everywhere measured it: use --isolate, each library in a
+process of its own.
 """
 import argparse
 import contextlib
 import json
 import os
-import platform
 import sys
 import time
 
@@ -24,7 +29,9 @@ import numpy as np
 os.environ.setdefault("FASTLSTM_ADAPTIVE_THREADS", "0")
 
 import fastlstm  # noqa: E402
-from fastlstm import _buffers, ops  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from fastlstm import _buffers, config, ops  # noqa: E402
 from fastlstm.cells import CELLS  # noqa: E402
 
 GATES = {name: cell.G for name, cell in CELLS.items()}
@@ -40,6 +47,20 @@ def make_inputs(cell, T, B, I, H, dtype, seed=0):
              dy=rng.standard_normal((T, B, H)))
     p.update({name: rng.uniform(-s, s, G * H) for name in CELLS[cell].biases})
     return {k: v.astype(dtype) for k, v in p.items()}
+
+
+def gemm_peak(n_threads, dtype, size=2048, repeat=7):
+    """GFLOP/s of NumPy's BLAS GEMM on size x size matrices of dtype with n_threads:
+    the peak every kernel is measured against, taken in the same run."""
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
+    best = float("inf")
+    with threadpool_limits(n_threads):
+        a @ a
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            a @ a
+            best = min(best, time.perf_counter() - t0)
+    return 2.0 * size ** 3 / best / 1e9
 
 
 def fastlstm_calls(cell, backend, p):
@@ -61,6 +82,53 @@ def fastlstm_calls(cell, backend, p):
             return bwd(cache, p["dy"], backend=backend)
 
     return forward, train_step
+
+
+# ONNX's gate blocks in terms of ours (torch's): LSTM i, o, f, c from i, f, g, o;
+# GRU z, r, h from r, z, n (with linear_before_reset, torch's GRU).
+ONNX_BLOCKS = {"rnn": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}
+
+
+def ort_calls(cell, p, n_threads):
+    """(forward, None) for ONNX Runtime's operator of cell on the same weights."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    T, B, I = p["x"].shape
+    H = p["Wh"].shape[0]
+    elem = TensorProto.FLOAT if p["x"].dtype == np.float32 else TensorProto.DOUBLE
+
+    def blocks(W):   # (K, G*H) ours -> (1, G*H, K) ONNX's
+        return np.concatenate([W[:, k * H:(k + 1) * H] for k in ONNX_BLOCKS[cell]],
+                              axis=1).T[None].copy()
+
+    bx = p["bx"] if cell == "gru" else p["b"]
+    bh = p["bh"] if cell == "gru" else np.zeros_like(bx)
+    bias = np.concatenate([blocks(bx[None])[0, :, 0], blocks(bh[None])[0, :, 0]])[None]
+    weights = [numpy_helper.from_array(a, name) for a, name in
+               ((blocks(p["Wx"]), "W"), (blocks(p["Wh"]), "R"), (bias, "B"))]
+    attrs = dict(hidden_size=H)
+    if cell == "gru":
+        attrs["linear_before_reset"] = 1
+    node = helper.make_node(cell.upper(), ["X", "W", "R", "B"], ["Y"], **attrs)
+    graph = helper.make_graph([node], cell, [helper.make_tensor_value_info("X", elem, [T, B, I])],
+                              [helper.make_tensor_value_info("Y", elem, None)], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = n_threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    x = p["x"]
+    return (lambda: session.run(None, {"X": x})), None
+
+
+def peer_calls(name, cell, p, n_threads):
+    if name == "torch":
+        return torch_calls(cell, p)
+    if name == "ort":
+        return ort_calls(cell, p, n_threads)
+    return fastlstm_calls(cell, name, p)
 
 
 def torch_calls(cell, p):
@@ -118,25 +186,34 @@ def worker(conn, name, n_threads):
             return
         if msg[0] == "setup":
             _, cell, p = msg
-            calls = torch_calls(cell, p) if name == "torch" else fastlstm_calls(cell, name, p)
+            calls = peer_calls(name, cell, p, n_threads)
             for fn in calls:
-                fn()
+                if fn is not None:
+                    fn()
             conn.send(None)
         else:
             fn = calls[0] if msg[1] == "forward" else calls[1]
+            if fn is None:
+                conn.send(None)
+                continue
             t0 = time.perf_counter()
             fn()
             conn.send(time.perf_counter() - t0)
 
 
 def best_ms_isolated(conns, kind, repeat):
-    """As best_ms, each peer in its own process: rounds still take them in turn."""
+    """As best_ms, each peer in its own process: rounds still take them in turn,
+    each after a pause in which the thread pools of the one before stop spinning
+    (OpenMP's and ONNX Runtime's spin for a while after their work, and on a
+    machine of few cores they took them from the next peer)."""
     best = {name: float("inf") for name in conns}
     for _ in range(repeat):
         for name, conn in conns.items():
+            time.sleep(0.05)
             conn.send(("time", kind))
-            best[name] = min(best[name], conn.recv())
-    return {name: 1e3 * t for name, t in best.items()}
+            t = conn.recv()
+            best[name] = None if t is None else min(best[name], t)
+    return {name: None if t is None else 1e3 * t for name, t in best.items()}
 
 
 def main(argv=None):
@@ -152,6 +229,9 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--ort", action="store_true",
+                    help="ONNX Runtime's operator as a peer of the forward (needs onnx "
+                    "and onnxruntime: the bench extra)")
     ap.add_argument("--fresh-memory", action="store_true",
                     help="also time each backend B as B+fresh: new arrays at every "
                     "call instead of reused memory")
@@ -175,7 +255,13 @@ def main(argv=None):
             peers.append("torch")
         except ImportError:
             print("torch not installed: no peer column", file=sys.stderr)
+    if args.ort:
+        peers.append("ort")
 
+    config.show_config()
+    peaks = {n: gemm_peak(n, args.dtype) for n in args.threads}
+    for n, peak in peaks.items():
+        print(f"NumPy {args.dtype} GEMM peak on {n} threads: {peak:.1f} GFLOP/s")
     if "numba" in backends:
         if args.compile_times:
             print(compile_times(), file=sys.stderr)
@@ -184,6 +270,7 @@ def main(argv=None):
     rows = []
     for n in args.threads:
         if args.isolate:
+            args.peaks = peaks
             rows += isolated_rows(args, peers, shapes, n)
             continue
         if "torch" in peers:
@@ -194,8 +281,7 @@ def main(argv=None):
                     I = args.I or H
                     p = make_inputs(cell, args.T, B, I, H, args.dtype)
                     flops = 2.0 * args.T * B * GATES[cell] * H * (I + H)
-                    calls = {name: (torch_calls(cell, p) if name == "torch"
-                                    else fastlstm_calls(cell, name, p)) for name in peers}
+                    calls = {name: peer_calls(name, cell, p, n) for name in peers}
                     fwd, step = {}, {}
                     # The NumPy backend's threaded matmuls leave OpenBLAS workers
                     # busy-waiting, which slows whatever runs next on the same cores:
@@ -203,11 +289,12 @@ def main(argv=None):
                     for group in ([k for k in calls if k != "numpy"],
                                   [k for k in calls if k == "numpy"]):
                         fwd.update(best_ms({k: calls[k][0] for k in group}, args.repeat))
-                        step.update(best_ms({k: calls[k][1] for k in group}, args.repeat))
+                        step.update(best_ms({k: calls[k][1] for k in group
+                                             if calls[k][1] is not None}, args.repeat))
                     for name in peers:
                         rows.append(dict(threads=n, cell=cell, T=args.T, B=B, I=I, H=H,
-                                         backend=name, flops=flops,
-                                         forward_ms=fwd[name], train_ms=step[name]))
+                                         backend=name, flops=flops, peak=peaks[n],
+                                         forward_ms=fwd[name], train_ms=step.get(name)))
                     print(".", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     print(table(rows))
@@ -216,9 +303,8 @@ def main(argv=None):
         print(numba_table(rows))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        meta = dict(machine=platform.machine(), processor=platform.processor(),
-                    cores=os.cpu_count(), python=platform.python_version(),
-                    numpy=np.__version__, dtype=args.dtype, date=time.strftime("%Y-%m-%d"))
+        meta = dict(config.config(), numpy=np.__version__, dtype=args.dtype,
+                    gemm_peak=peaks, date=time.strftime("%Y-%m-%d"))
         with open(args.json, "w") as f:
             json.dump(dict(meta=meta, rows=rows), f, indent=1)
     return rows
@@ -248,7 +334,8 @@ def isolated_rows(args, peers, shapes, n):
                 for name in peers:
                     rows.append(dict(threads=n, cell=cell, T=args.T, B=B, I=I, H=H,
                                      backend=name, flops=2.0 * args.T * B * GATES[cell] * H
-                                     * (I + H), forward_ms=fwd[name], train_ms=step[name]))
+                                     * (I + H), peak=args.peaks[n], forward_ms=fwd[name],
+                                     train_ms=step[name]))
                 print(".", end="", file=sys.stderr, flush=True)
     finally:
         for conn in conns.values():
@@ -302,20 +389,29 @@ def numba_table(rows):
 
 
 def table(rows):
-    torch_ms = {(r["threads"], r["cell"], r["B"], r["H"]): r for r in rows
-                if r["backend"] == "torch"}
-    out = ["| threads | cell | B | H | backend | fwd ms | fwd GFLOP/s | train ms "
-           "| train GFLOP/s | torch/fwd | torch/train |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    def peer(name):
+        return {(r["threads"], r["cell"], r["B"], r["H"]): r for r in rows
+                if r["backend"] == name}
+
+    def ratio(other, r, key):
+        return f"{other[key] / r[key]:.2f}" if other and other[key] and r[key] else "-"
+
+    torch_ms, ort_ms = peer("torch"), peer("ort")
+    out = ["| threads | cell | B | H | backend | fwd ms | fwd GFLOP/s | fwd % peak "
+           "| train ms | train GFLOP/s | train % peak | torch/fwd | torch/train | ort/fwd |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        t = torch_ms.get((r["threads"], r["cell"], r["B"], r["H"]))
-        ratio_f = f"{t['forward_ms'] / r['forward_ms']:.2f}" if t else "-"
-        ratio_t = f"{t['train_ms'] / r['train_ms']:.2f}" if t else "-"
+        key = (r["threads"], r["cell"], r["B"], r["H"])
+        fwd = r["flops"] / r["forward_ms"] / 1e6
+        train = f"| {r['train_ms']:.2f} | {3 * r['flops'] / r['train_ms'] / 1e6:.1f} " \
+            f"| {300 * r['flops'] / r['train_ms'] / 1e6 / r['peak']:.0f}% " \
+            if r["train_ms"] else "| - | - | - "
         out.append(
             f"| {r['threads']} | {r['cell']} | {r['B']} | {r['H']} | {r['backend']} "
-            f"| {r['forward_ms']:.2f} | {r['flops'] / r['forward_ms'] / 1e6:.1f} "
-            f"| {r['train_ms']:.2f} | {3 * r['flops'] / r['train_ms'] / 1e6:.1f} "
-            f"| {ratio_f} | {ratio_t} |")
+            f"| {r['forward_ms']:.2f} | {fwd:.1f} | {100 * fwd / r['peak']:.0f}% {train}"
+            f"| {ratio(torch_ms.get(key), r, 'forward_ms')} "
+            f"| {ratio(torch_ms.get(key), r, 'train_ms')} "
+            f"| {ratio(ort_ms.get(key), r, 'forward_ms')} |")
     return "\n".join(out)
 
 

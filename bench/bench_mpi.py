@@ -31,7 +31,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_train import CONFIGS, EMBED, _write, cpu_model, text_data   # noqa: E402
+from bench_train import CONFIGS, EMBED, _write, text_data   # noqa: E402
+from fastlstm.config import cpu_model   # noqa: E402
 
 NODES = (8, 16, 32, 64)
 LINKS_GBIT = (10, 25, 100)

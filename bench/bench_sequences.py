@@ -28,7 +28,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_train import Workers, _write, cpu_model, rounds   # noqa: E402
+from bench_train import Workers, _write, rounds   # noqa: E402
+from fastlstm.config import cpu_model   # noqa: E402
 
 T, B, I, H = 100, 64, 64, 256
 N_ROWS, CLASSES = 512, 4

@@ -51,17 +51,6 @@ GENERATE_H = 256
 MEMORY = (8, 20000, 256)                              # N, T, H of the long series
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def text_data(rows, T):
     import fastlstm
     text = fastlstm.data.corpus()
@@ -448,7 +437,9 @@ def main(argv=None):
             rows += busy_rows(workers, args.rounds)
     finally:
         workers.close()
-    meta = dict(cpu=cpu_model(), cores=os.cpu_count(), python=platform.python_version(),
+    from fastlstm import _cy, config
+    meta = dict(cpu=config.cpu_model(), level=_cy.level(), cores=os.cpu_count(),
+                python=platform.python_version(),
                 numpy=np.__version__, date=time.strftime("%Y-%m-%d %H:%M"),
                 command="python bench/bench_train.py " + " ".join(argv or sys.argv[1:]))
     try:
@@ -511,8 +502,14 @@ def _progress(row):
           f"{row['ratio']:.2f}", file=sys.stderr, flush=True)
 
 
+def _cy_env():
+    forced = os.environ.get("FASTLSTM_ISA")
+    return f"FASTLSTM_ISA={forced}" if forced else "chosen for the CPU"
+
+
 def table(rows, meta):
-    out = [f"{meta['date']}, {meta['cpu']}, {meta['cores']} cores, torch "
+    out = [f"{meta['date']}, {meta['cpu']}, {meta['cores']} cores, fastlstm's kernels at "
+           f"{meta.get('level')} ({_cy_env()}), torch "
            f"{meta.get('torch', '-')}, `{meta['command']}`", ""]
     timed = [r for r in rows if r["kind"] in ("train", "predict", "generate")]
     if timed:
