@@ -5,15 +5,15 @@ is installed.
     python bench/bench_kernels.py --threads 1 2 --json bench/out/kernels.json
 
 Prints the machine (fastlstm.show_config(): the CPU, the kernels' instruction-set
-level and why) and NumPy's GEMM peak on each thread count, then a Markdown table:
-ms per call (best of --repeat rounds, the backends interleaved within each
+level and why) and NumPy's GEMM peak on each thread count, then a Markdown table
+of the forward for inference (cache=False; torch under no_grad) and the train
+step: ms per call (best of --repeat rounds, the backends interleaved within each
 round), GFLOP/s, the fraction of that peak, and the time ratio torch / backend
 (above 1: faster than torch). FLOPs counted: forward 2*T*B*G*H*(I+H); train step
 three times that. Backends are named as fastlstm takes them: "cython:avx2" runs
 one instruction-set level of the Cython kernels. With --ort, ONNX Runtime's
-LSTM/GRU/RNN operator is a peer of the forward (it has no training), as the
-issue of native speed everywhere measured it: use --isolate, each library in a
-process of its own.
+LSTM/GRU/RNN operator is a peer of the forward (it has no training); with
+--isolate each library runs in a process of its own.
 """
 import argparse
 import contextlib
@@ -73,8 +73,9 @@ def fastlstm_calls(cell, backend, p):
     fargs = [p[k] for k in CELLS[cell].forward_args]
 
     def forward():
+        # inference, as torch's no_grad and ONNX Runtime's forward: no cache
         with memory():
-            return fwd(*fargs, backend=backend)
+            return fwd(*fargs, backend=backend, cache=False)
 
     def train_step():
         with memory():
@@ -121,6 +122,53 @@ def ort_calls(cell, p, n_threads):
                                    providers=["CPUExecutionProvider"])
     x = p["x"]
     return (lambda: session.run(None, {"X": x})), None
+
+
+def one_step_us(backends, B, H, dtype, n_threads, repeat, seconds=0.3):
+    """Microseconds per LSTM step of the serving path (the weights prepared once, the
+    state carried: the stepper's kernels), and ONNX Runtime's LSTM run on one step
+    with its state in and out, best of `repeat` runs of `seconds` each."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    p = make_inputs("lstm", 1, B, H, H, dtype)
+    x, h, c = p["x"][0], p["h0"].copy(), p["c0"].copy()
+    calls = {}
+    for name in backends:
+        k = fastlstm.backends.get_backend(name)
+        w = k.lstm_step_weights(p["Wx"], p["Wh"], p["b"])
+        h_next = np.empty_like(h)
+        calls[name] = lambda k=k, w=w, h_next=h_next: k.lstm_step(w, x, h, c, h_next)
+    elem = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
+
+    def blocks(W):
+        return np.concatenate([W[:, k * H:(k + 1) * H] for k in ONNX_BLOCKS["lstm"]],
+                              axis=1).T[None].copy()
+
+    bias = np.concatenate([blocks(p["b"][None])[0, :, 0], np.zeros(4 * H, dtype)])[None]
+    node = helper.make_node("LSTM", ["X", "W", "R", "B", "", "h0", "c0"], ["", "hT", "cT"],
+                            hidden_size=H)
+    io = [helper.make_tensor_value_info(n, elem, s)
+          for n, s in (("X", [1, B, H]), ("h0", [1, B, H]), ("c0", [1, B, H]))]
+    graph = helper.make_graph(
+        [node], "step", io, [helper.make_tensor_value_info(n, elem, None) for n in ("hT", "cT")],
+        [numpy_helper.from_array(a, n) for a, n in
+         ((blocks(p["Wx"]), "W"), (blocks(p["Wh"]), "R"), (bias.astype(dtype), "B"))])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = n_threads, 1
+    session = ort.InferenceSession(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+        .SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed = {"X": p["x"], "h0": h[None], "c0": c[None]}
+    calls["ort"] = lambda: session.run(None, feed)
+    best = {name: float("inf") for name in calls}
+    for _ in range(repeat):
+        for name, fn in calls.items():
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                fn()
+                n += 1
+            best[name] = min(best[name], (time.perf_counter() - t0) / n)
+    return {name: 1e6 * t for name, t in best.items()}
 
 
 def peer_calls(name, cell, p, n_threads):
@@ -232,6 +280,9 @@ def main(argv=None):
     ap.add_argument("--ort", action="store_true",
                     help="ONNX Runtime's operator as a peer of the forward (needs onnx "
                     "and onnxruntime: the bench extra)")
+    ap.add_argument("--one-step", action="store_true",
+                    help="only the LSTM's one-step serving path against ONNX Runtime's "
+                    "LSTM on one step, us per step")
     ap.add_argument("--fresh-memory", action="store_true",
                     help="also time each backend B as B+fresh: new arrays at every "
                     "call instead of reused memory")
@@ -267,6 +318,19 @@ def main(argv=None):
             print(compile_times(), file=sys.stderr)
         from fastlstm import _numba
         _numba.warm_up()
+    if args.one_step:
+        print("| threads | B | H | " + " | ".join(f"{b} us" for b in backends)
+              + " | ort us | " + " | ".join(f"{b} / ort" for b in backends) + " |")
+        print("|---" * (3 + 2 * len(backends) + 1) + "|")
+        for n in args.threads:
+            with fastlstm.threads(n):
+                for B, H in shapes:
+                    us = one_step_us(backends, B, H, args.dtype, n, args.repeat)
+                    print(f"| {n} | {B} | {H} | "
+                          + " | ".join(f"{us[b]:.1f}" for b in backends)
+                          + f" | {us['ort']:.1f} | "
+                          + " | ".join(f"{us[b] / us['ort']:.2f}" for b in backends) + " |")
+        return []
     rows = []
     for n in args.threads:
         if args.isolate:
