@@ -14,7 +14,7 @@ from .backends import available_backends
 from .config import show_config
 from .interop import from_torch, to_torch
 from .io import load, save
-from .layers import GRU, LSTM, RNN, Dense, Embedding
+from .layers import GRU, LSTM, RNN, Dense, Embedding, Last
 from .model import Model
 from .optim import SGD, Adam, clip_grads
 from .series import Forecaster
@@ -23,6 +23,7 @@ from .train import History, StepInfo, TrainingDiverged, train
 
 __all__ = ["__version__", "ops", "data", "diagnostics", "losses", "callbacks", "available_backends", "get_num_threads",
            "set_num_threads", "threads", "release_memory", "Embedding", "Dense", "RNN", "LSTM", "GRU",
+           "Last",
            "Model", "SGD", "Adam", "clip_grads", "train", "History", "StepInfo",
            "TrainingDiverged", "save", "load", "CharLM", "Vocab", "Forecaster", "from_torch",
            "to_torch", "show_config"]

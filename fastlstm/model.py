@@ -76,19 +76,34 @@ class Model:
                    loss="mse")
 
     @classmethod
-    def for_classes(cls, n_features, n_classes, *, cell="lstm", hidden_size=64,
-                    num_layers=1, bidirectional=False, dropout=0.0, seed=0,
-                    dtype=np.float32, backend="auto"):
+    def for_classes(cls, n_features, n_classes, **kwargs):
         """Recurrent stack on n_features inputs -> each row's last step (Last) ->
-        Dense to n_classes logits; cross-entropy against one int label per row."""
+        Dense to n_classes logits; cross-entropy against one int label per row.
+        kwargs: cell, hidden_size, num_layers, bidirectional, dropout, seed, dtype,
+        backend."""
         _size("n_classes", n_classes, least=2)
+        return cls._per_row(n_features, n_classes, "xent", **kwargs)
+
+    @classmethod
+    def for_regression(cls, n_features, n_outputs=1, **kwargs):
+        """Recurrent stack on n_features inputs -> each row's last step (Last) ->
+        Dense to n_outputs values; MSE against one value (or n_outputs) per row, as
+        Keras's LSTM(return_sequences=False) -> Dense(k). kwargs as for_classes."""
+        _size("n_outputs", n_outputs)
+        return cls._per_row(n_features, n_outputs, "mse", **kwargs)
+
+    @classmethod
+    def _per_row(cls, n_features, n_out, loss, *, cell="lstm", hidden_size=64,
+                 num_layers=1, bidirectional=False, dropout=0.0, seed=0,
+                 dtype=np.float32, backend="auto"):
+        """stack -> Last -> Dense(n_out) with loss: one output per row."""
         seeds = np.random.SeedSequence(seed).spawn(2)
         stack = _cell(cell)(n_features, hidden_size, num_layers, bidirectional=bidirectional,
                             dropout=dropout, seed=seeds[0], dtype=dtype, backend=backend)
         return cls([stack, Last(hidden_size, stack.directions, dtype=dtype),
-                    Dense(stack.out_size, n_classes, seed=seeds[1], dtype=dtype,
+                    Dense(stack.out_size, n_out, seed=seeds[1], dtype=dtype,
                           backend=backend)],
-                   loss="xent")
+                   loss=loss)
 
     # -- parameters -----------------------------------------------------------
 
@@ -124,8 +139,14 @@ class Model:
 
     @property
     def per_sequence(self):
-        """True for a model of one output per row (for_classes), not one per step."""
+        """True for a model of one output per row (for_classes, for_regression), not
+        one per step."""
         return any(isinstance(layer, Last) for layer in self.layers)
+
+    @property
+    def classifies(self):
+        """True for a model of one class label per row (for_classes)."""
+        return self.per_sequence and self.loss_name == "xent"
 
     @property
     def whole_sequences(self):
@@ -233,7 +254,7 @@ class Model:
         (NaN where the loss is NaN/inf); without, keeps no caches and never drops."""
         out, final, backprop = self._pass(X, state, train, lengths, rng if train else None)
         hits = None
-        if self.per_sequence:
+        if self.classifies:
             hits = int(np.count_nonzero(out.argmax(axis=-1) == Y))
         # The gradient of the outputs overwrites them: the head's backward needs
         # only its input and weights.
@@ -262,7 +283,8 @@ class Model:
     def predict(self, X, state=None, return_state=False, lengths=None):
         """Outputs (N, T, O) for X (N, T) tokens or (N, T, F) features ((N, T) for a
         model of one feature): logits for a token model, values for a series model;
-        (N, n_classes) logits for a model of one label per row. With return_state,
+        (N, n_classes) logits for a model of one label per row, (N, n_outputs)
+        values for one value per row. With return_state,
         also the final state, to continue from. lengths (N,): each row's steps (its
         outputs past them are 0).
 

@@ -99,10 +99,11 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     model: a Model, or an object that wraps one (a CharLM): that is what a
     checkpoint holds. X: tokens (N, T) int for a token model, else features (N, T, F); Y: targets
     (N, T) int for cross-entropy, (N, T, O) for MSE, (N,) int labels for a model of
-    one label per row (Model.for_classes); mask: (N, T) bool, steps the loss counts
-    (default all); lengths: (N,) int, the steps of each row (default all T): the
-    loss counts only steps before a row's end, and a model of one label per row
-    reads each row's last step. Each epoch shuffles the rows (by seed and epoch)
+    one label per row (Model.for_classes), (N, O) values ((N,) for O = 1) for a
+    model of one value per row (Model.for_regression); mask: (N, T) bool, steps
+    the loss counts (default all); lengths: (N,) int, the steps of each row
+    (default all T): the loss counts only steps before a row's end, and a model of
+    one output per row reads each row's last step. Each epoch shuffles the rows (by seed and epoch)
     into batches of batch_size. seq_len cuts each batch into windows of seq_len
     steps, trained one after another with the hidden state carried from one window
     to the next and the gradient stopped between them (truncated BPTT); None trains
@@ -325,11 +326,23 @@ def _prepare(model, X, Y, mask, lengths, what):
     else:
         X = model.features(X, what)
     if model.per_sequence:
-        if Y.ndim != 1 or not np.issubdtype(Y.dtype, np.integer) or Y.shape[0] != X.shape[0]:
-            raise TypeError(f"Y: expected one int label per row, shape (N,) = "
-                            f"({X.shape[0]},), got {Y.dtype} {Y.shape}")
         if mask is not None:
-            raise ValueError("mask: a model of one label per row takes lengths=, not a mask")
+            raise ValueError("mask: a model of one output per row takes lengths=, not a "
+                             "mask")
+        if model.classifies:
+            if Y.ndim != 1 or not np.issubdtype(Y.dtype, np.integer) \
+                    or Y.shape[0] != X.shape[0]:
+                raise TypeError(f"Y: expected one int label per row, shape (N,) = "
+                                f"({X.shape[0]},), got {Y.dtype} {Y.shape}")
+        else:
+            k = model.n_outputs
+            if Y.ndim == 1 and k == 1:
+                Y = Y[:, None]
+            if Y.shape != (X.shape[0], k) or Y.dtype.kind not in "biuf":
+                raise ValueError(f"Y: expected {k} value{'s' if k > 1 else ''} per row, "
+                                 f"shape (N, {k}) = ({X.shape[0]}, {k})"
+                                 + (f" or (N,) = ({X.shape[0]},)" if k == 1 else "")
+                                 + f", got {Y.dtype} {Y.shape}")
         Y = Y[:, None]
     elif Y.shape[:2] != X.shape[:2]:
         raise ValueError(f"Y: expected (N, T) = {X.shape[:2]} leading like X, got {Y.shape}")
@@ -369,7 +382,7 @@ def _windows(data, order, batch_size, S, model, train, rng=None, comm=None):
             rows = comm.share(rows)
         if len(rows) == 0:
             for _ in range(0, T, S):
-                yield 0.0, 0, 0 if model.per_sequence else None
+                yield 0.0, 0, 0 if model.classifies else None
             continue
         if lengths is not None:
             order_here, _ = by_length(lengths[rows])
@@ -402,7 +415,7 @@ def evaluate(model, data, batch_size, S, comm=None):
         right += hits or 0
     if comm is not None:
         total, count, right = comm.reduce_sums([total, count, right])
-    accuracy = right / data[0].shape[1] if model.per_sequence else None
+    accuracy = right / data[0].shape[1] if model.classifies else None
     return total / max(count, 1), accuracy
 
 
