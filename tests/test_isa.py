@@ -111,6 +111,20 @@ def test_fastlstm_isa_naming_no_level_fails_at_import(python):
         "RuntimeError: FASTLSTM_ISA='avx1024': expected one of baseline, avx2, avx512")
 
 
+def test_a_cython_level_backend_is_named_and_checked(monkeypatch):
+    from fastlstm import backends
+    with pytest.raises(ValueError, match=r"cython:LEVEL, LEVEL one of baseline, avx2"):
+        backends.get_backend("cython:sse9")
+    # a machine without AVX-512 asked for the avx512 kernels
+    monkeypatch.setattr(_cy, "_FEATURES", lacking("avx512f"))
+    monkeypatch.setattr(backends, "_errors", {})
+    monkeypatch.setattr(backends, "_loaded", {})
+    with pytest.raises(ValueError, match="'cython:avx512' is not available: the avx512 "
+                                         "kernels cannot run here: this machine lacks "
+                                         "avx512f"):
+        backends.get_backend("cython:avx512")
+
+
 def test_show_config_says_the_level_and_why(python):
     r = python("import fastlstm; c = fastlstm.show_config(); print(c['level'])")
     assert r.returncode == 0, r.stderr

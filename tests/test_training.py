@@ -240,6 +240,7 @@ def test_on_nan_skip_leaves_the_bad_steps_out():
     (dict(optimizer="rmsprop"), ValueError),
     (dict(lr=-1.0), ValueError),
     (dict(on_nan="ignore"), ValueError),
+    (dict(restore_best="yes"), TypeError),
     (dict(validation=[1]), TypeError),
     (dict(mask=np.ones((3, 3), bool)), ValueError),
     (dict(validation=(np.zeros((2, 6), int), np.zeros((2, 5), int))), ValueError),
