@@ -9,8 +9,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._rows import by_length
-from .callbacks import BestEpoch
 from ._threads import chosen, get_num_threads, single_threaded_blas, threads
+from .callbacks import BestEpoch
 from .distributed import communicator, local_threads
 from .io import load_checkpoint, save
 from .model import Model, row_lengths, to_time_major
@@ -103,8 +103,8 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     model of one value per row (Model.for_regression); mask: (N, T) bool, steps
     the loss counts (default all); lengths: (N,) int, the steps of each row
     (default all T): the loss counts only steps before a row's end, and a model of
-    one output per row reads each row's last step. Each epoch shuffles the rows (by seed and epoch)
-    into batches of batch_size. seq_len cuts each batch into windows of seq_len
+    one output per row reads each row's last step. Each epoch shuffles the rows
+    (by seed and epoch) into batches of batch_size. seq_len cuts each batch into windows of seq_len
     steps, trained one after another with the hidden state carried from one window
     to the next and the gradient stopped between them (truncated BPTT); None trains
     each batch whole (a model that must see rows whole, bidirectional or of one
@@ -150,7 +150,7 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
         _positive("seq_len", seq_len)
         if model.whole_sequences:
             raise ValueError("seq_len: this model reads each row whole (it is bidirectional "
-                             "or gives one label per row); leave seq_len None")
+                             "or gives one output per row); leave seq_len None")
     if on_nan not in ("raise", "skip"):
         raise ValueError(f"on_nan: expected 'raise' or 'skip', got {on_nan!r}")
     if not isinstance(restore_best, (bool, np.bool_)):
