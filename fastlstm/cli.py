@@ -100,7 +100,9 @@ def _training_options(p, hidden, epochs, seq_len, batch_size, lr, out, data):
     p.add_argument("--resume", action="store_true",
                    help="go on from the model saved at --out, to --epochs in all")
     p.add_argument("--plot", metavar="PNG", help="save the loss curve (needs matplotlib)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress (otherwise a bar on a terminal, a line per epoch "
+                   "in a log)")
     p.add_argument("--distributed", choices=("mpi",),
                    help="data-parallel over the ranks of mpiexec (needs fastlstm[mpi]); "
                    "rank 0 prints and saves")
@@ -252,7 +254,7 @@ def _train_kwargs(args):
     return dict(epochs=args.epochs, batch_size=args.batch_size, seq_len=args.seq_len,
                 optimizer=Adam(lr=args.lr, weight_decay=args.weight_decay,
                                backend=args.backend),
-                clip_norm=args.clip, seed=args.seed, progress=not args.quiet,
+                clip_norm=args.clip, seed=args.seed, progress=False if args.quiet else "auto",
                 checkpoint=args.out, resume=args.resume, distributed=args.distributed,
                 validation_split=args.val, callbacks=[CosineLR(args.epochs)],
                 restore_best=True)

@@ -3,6 +3,7 @@ a progress bar, checkpoints and resuming."""
 import dataclasses
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -72,26 +73,27 @@ class History:
         best = self.best_epoch[-1] if self.best_epoch else None
         if best is not None:
             picks.add(self.epoch.index(best))
-        lines = []
-        for k in sorted(picks):
-            line = f"epoch {self.epoch[k]:4d}  loss {self.loss[k]:.4f}"
-            if self.perplexity and self.perplexity[k] is not None:
-                line += f"  ppl {self.perplexity[k]:.2f}"
-            if self.val_loss and self.val_loss[k] is not None:
-                line += f"  val {self.val_loss[k]:.4f}"
-            if self.val_perplexity and self.val_perplexity[k] is not None:
-                line += f"  val ppl {self.val_perplexity[k]:.2f}"
-            if self.accuracy and self.accuracy[k] is not None:
-                line += f"  acc {self.accuracy[k]:.3f}"
-            if self.val_accuracy and self.val_accuracy[k] is not None:
-                line += f"  val acc {self.val_accuracy[k]:.3f}"
-            line += f"  {self.tokens_per_s[k]:,.0f} tok/s"
-            lines.append(line + ("  best" if self.epoch[k] == best else ""))
-        return "\n".join(lines)
+        return "\n".join(self.line(k) + ("  best" if self.epoch[k] == best else "")
+                         for k in sorted(picks))
+
+    def line(self, k):
+        """Epoch k's figures (k indexes the lists) on one line."""
+        line = f"epoch {self.epoch[k]:4d}  loss {self.loss[k]:.4f}"
+        if self.perplexity and self.perplexity[k] is not None:
+            line += f"  ppl {self.perplexity[k]:.2f}"
+        if self.val_loss and self.val_loss[k] is not None:
+            line += f"  val {self.val_loss[k]:.4f}"
+        if self.val_perplexity and self.val_perplexity[k] is not None:
+            line += f"  val ppl {self.val_perplexity[k]:.2f}"
+        if self.accuracy and self.accuracy[k] is not None:
+            line += f"  acc {self.accuracy[k]:.3f}"
+        if self.val_accuracy and self.val_accuracy[k] is not None:
+            line += f"  val acc {self.val_accuracy[k]:.3f}"
+        return line + f"  {self.tokens_per_s[k]:,.0f} tok/s"
 
 
 def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="adam",
-          lr=None, clip_norm=5.0, seed=0, validation=None, progress=True, callbacks=None,
+          lr=None, clip_norm=5.0, seed=0, validation=None, progress="auto", callbacks=None,
           checkpoint=None, resume=False, mask=None, lengths=None, on_nan="raise",
           distributed=None, restore_best=False):
     """Train model on X -> Y and return its History.
@@ -111,6 +113,8 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     label per row, takes no seq_len). Dropout in the model's layers draws from seed
     and the epoch.
 
+    progress: "auto" shows a bar on a terminal and one line per epoch otherwise (a
+    log file), on stderr; "bar", "lines", or False for nothing (True: "bar").
     optimizer: "adam" (lr 1e-3), "sgd" (lr 0.1, momentum 0.9) or an Optimizer.
     clip_norm: clip the gradients to this global L2 norm (None: never).
     validation: (X, Y), (X, Y, mask) or (X, Y, mask, lengths), evaluated after
@@ -153,6 +157,9 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
                              "or gives one output per row); leave seq_len None")
     if on_nan not in ("raise", "skip"):
         raise ValueError(f"on_nan: expected 'raise' or 'skip', got {on_nan!r}")
+    if not (isinstance(progress, bool) or progress in PROGRESS):
+        raise ValueError(f"progress: expected one of {PROGRESS} or a bool, got "
+                         f"{progress!r}")
     if not isinstance(restore_best, (bool, np.bool_)):
         raise TypeError(f"restore_best: expected True or False, got {restore_best!r}")
     data = _prepare(model, X, Y, mask, lengths, "X")
@@ -212,8 +219,9 @@ def _train(comm, to_save, model, opt, data, val, epochs, batch_size, seq_len, cl
     N, T = data[0].shape[1], data[0].shape[0]
     S = T if seq_len is None else min(seq_len, T)
     steps_per_epoch = math.ceil(N / batch_size) * math.ceil(T / S)
+    shown = _progress_shown(progress) if comm.root else None
     bar = tqdm(total=epochs * steps_per_epoch, initial=start * steps_per_epoch,
-               disable=not (progress and comm.root), unit="step", dynamic_ncols=True)
+               disable=shown != "bar", unit="step", dynamic_ncols=True)
     run = _Run(model, opt, clip_norm, on_nan, callbacks, bar, checkpoint, comm,
                step=start * steps_per_epoch)
     for cb in callbacks:
@@ -237,6 +245,9 @@ def _train(comm, to_save, model, opt, data, val, epochs, batch_size, seq_len, cl
             if best is not None:
                 best.see(epoch, history, model.params)
                 history.best_epoch[-1] = best.epoch
+            if shown == "lines":
+                print(f"{history.line(-1)}  {wall:.1f} s  ({epoch}/{epochs})",
+                      file=sys.stderr, flush=True)
             if checkpoint is not None and comm.root:
                 save(to_save, checkpoint, _train_state(opt, history, epoch, seed, best))
             # every callback sees the epoch, whichever asks to stop
@@ -252,6 +263,18 @@ def _train(comm, to_save, model, opt, data, val, epochs, batch_size, seq_len, cl
     if best is not None:
         best.restore(model.params)
     return history
+
+
+PROGRESS = ("auto", "bar", "lines")
+
+
+def _progress_shown(progress):
+    """"bar", "lines" or None for train's progress argument."""
+    if progress == "auto":
+        return "bar" if sys.stderr.isatty() else "lines"
+    if progress is True:
+        return "bar"
+    return progress or None
 
 
 @dataclasses.dataclass

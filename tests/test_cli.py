@@ -273,3 +273,15 @@ def test_a_checkpoint_from_charlm_fit_completes_on_the_command_line(tmp_path):
     r = cli("complete", "tri", "--model", "lm.npz", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"tri -> tri{fastlstm.load(tmp_path / 'lm.npz').complete('tri')}"
+
+
+def test_progress_in_a_log_file_is_a_line_per_epoch(tmp_path):
+    (tmp_path / "t.txt").write_text("the cat sat on the mat. " * 30, encoding="utf-8")
+    r = cli("train", "--text", "t.txt", "--hidden", "6", "--epochs", "2", "--seq-len", "16",
+            "--out", "m.npz", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert [line.split()[:2] for line in lines] == [["epoch", "1"], ["epoch", "2"]]
+    assert all(" val " in line and line.endswith(f"({k}/2)")
+               for k, line in enumerate(lines, start=1))

@@ -320,3 +320,25 @@ def test_distributed_argument(python):
             print(exc)
     """)
     assert 'needs mpi4py and an MPI library: pip install "fastlstm[mpi]"' in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("progress, lines", [("lines", 3), (False, 0), ("auto", 3)])
+def test_progress_in_a_log_is_one_line_per_epoch(capfd, progress, lines):
+    """Where stderr is not a terminal (here a pipe pytest captures), "auto" writes a
+    line per epoch with the figures of History.line, and no bar's carriage returns."""
+    X, Y, mask = toy_tokens(n=8, T=10)
+    h = fastlstm.train(small_model(), X, Y, mask=mask, epochs=3, batch_size=4,
+                       validation=(X, Y, mask), progress=progress)
+    err = capfd.readouterr().err
+    assert "\r" not in err
+    got = err.splitlines()
+    assert len(got) == lines
+    for k, line in enumerate(got):
+        assert line.startswith(h.line(k) + "  ") and line.endswith(f"s  ({k + 1}/3)")
+
+
+def test_bad_progress():
+    X, Y, _ = toy_tokens(n=4, T=4)
+    for bad in ("verbose", 2, None):
+        with pytest.raises(ValueError, match="progress: expected one of"):
+            fastlstm.train(small_model(), X, Y, progress=bad)
