@@ -90,9 +90,10 @@ def fastlstm_calls(cell, backend, p):
 ONNX_BLOCKS = {"rnn": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}
 
 
-def ort_calls(cell, p, n_threads):
-    """(forward, None) for ONNX Runtime's operator of cell on the same weights."""
-    import onnx
+def ort_session(cell, p, n_threads, states=False):
+    """An ONNX Runtime session of ONNX's operator of cell on p's weights: X (T, B, I)
+    -> Y; with states, X, h0 (and c0 for the LSTM) -> hT (and cT), the state in and
+    out as a server carries it."""
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
     T, B, I = p["x"].shape
@@ -111,16 +112,27 @@ def ort_calls(cell, p, n_threads):
     attrs = dict(hidden_size=H)
     if cell == "gru":
         attrs["linear_before_reset"] = 1
-    node = helper.make_node(cell.upper(), ["X", "W", "R", "B"], ["Y"], **attrs)
-    graph = helper.make_graph([node], cell, [helper.make_tensor_value_info("X", elem, [T, B, I])],
-                              [helper.make_tensor_value_info("Y", elem, None)], weights)
+    inputs, outputs = [("X", [T, B, I])], ["Y"]
+    if states:
+        names = ["h0", "c0"] if cell == "lstm" else ["h0"]
+        inputs += [(n, [1, B, H]) for n in names]
+        outputs = ["", "hT", "cT"] if cell == "lstm" else ["", "hT"]
+    node = helper.make_node(cell.upper(), ["X", "W", "R", "B"] + (
+        ["", *[n for n, _ in inputs[1:]]] if states else []), outputs, **attrs)
+    graph = helper.make_graph(
+        [node], cell, [helper.make_tensor_value_info(n, elem, shape) for n, shape in inputs],
+        [helper.make_tensor_value_info(n, elem, None) for n in outputs if n], weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     options = ort.SessionOptions()
     options.intra_op_num_threads = n_threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    x = p["x"]
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def ort_calls(cell, p, n_threads):
+    """(forward, None) for ONNX Runtime's operator of cell on the same weights."""
+    session, x = ort_session(cell, p, n_threads), p["x"]
     return (lambda: session.run(None, {"X": x})), None
 
 
@@ -128,8 +140,6 @@ def one_step_us(backends, B, H, dtype, n_threads, repeat, seconds=0.3):
     """Microseconds per LSTM step of the serving path (the weights prepared once, the
     state carried: the stepper's kernels), and ONNX Runtime's LSTM run on one step
     with its state in and out, best of `repeat` runs of `seconds` each."""
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
     p = make_inputs("lstm", 1, B, H, H, dtype)
     x, h, c = p["x"][0], p["h0"].copy(), p["c0"].copy()
     calls = {}
@@ -138,26 +148,7 @@ def one_step_us(backends, B, H, dtype, n_threads, repeat, seconds=0.3):
         w = k.lstm_step_weights(p["Wx"], p["Wh"], p["b"])
         h_next = np.empty_like(h)
         calls[name] = lambda k=k, w=w, h_next=h_next: k.lstm_step(w, x, h, c, h_next)
-    elem = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
-
-    def blocks(W):
-        return np.concatenate([W[:, k * H:(k + 1) * H] for k in ONNX_BLOCKS["lstm"]],
-                              axis=1).T[None].copy()
-
-    bias = np.concatenate([blocks(p["b"][None])[0, :, 0], np.zeros(4 * H, dtype)])[None]
-    node = helper.make_node("LSTM", ["X", "W", "R", "B", "", "h0", "c0"], ["", "hT", "cT"],
-                            hidden_size=H)
-    io = [helper.make_tensor_value_info(n, elem, s)
-          for n, s in (("X", [1, B, H]), ("h0", [1, B, H]), ("c0", [1, B, H]))]
-    graph = helper.make_graph(
-        [node], "step", io, [helper.make_tensor_value_info(n, elem, None) for n in ("hT", "cT")],
-        [numpy_helper.from_array(a, n) for a, n in
-         ((blocks(p["Wx"]), "W"), (blocks(p["Wh"]), "R"), (bias.astype(dtype), "B"))])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = n_threads, 1
-    session = ort.InferenceSession(
-        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-        .SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort_session("lstm", p, n_threads, states=True)
     feed = {"X": p["x"], "h0": h[None], "c0": c[None]}
     calls["ort"] = lambda: session.run(None, feed)
     best = {name: float("inf") for name in calls}
@@ -279,7 +270,8 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--ort", action="store_true",
                     help="ONNX Runtime's operator as a peer of the forward (needs onnx "
-                    "and onnxruntime: the bench extra)")
+                    "and onnxruntime: the bench extra; float32, as ORT's LSTM has no "
+                    "float64)")
     ap.add_argument("--one-step", action="store_true",
                     help="only the LSTM's one-step serving path against ONNX Runtime's "
                     "LSTM on one step, us per step")
