@@ -164,7 +164,7 @@ class EarlyStopping:
             raise ValueError(f"monitor: expected 'loss' or 'val_loss', got {monitor!r}")
         self.patience, self.monitor = patience, monitor
         self.min_delta, self.restore_best = float(min_delta), restore_best
-        self.best_epoch = None
+        self._best = BestEpoch(monitor, self.min_delta)
 
     def on_train_begin(self, model, optimizer, history):
         self.model, self.wait = model, 0
@@ -172,10 +172,15 @@ class EarlyStopping:
 
     def on_epoch_end(self, epoch, history):
         if self._best.see(epoch, history, self.model.params if self.restore_best else None):
-            self.best_epoch, self.wait = epoch, 0
+            self.wait = 0
             return False
         self.wait += 1
         return self.wait >= self.patience
+
+    @property
+    def best_epoch(self):
+        """The epoch of the lowest `monitor` so far (None before the first)."""
+        return self._best.epoch
 
     def on_train_end(self, history):
         if self.restore_best:

@@ -261,12 +261,13 @@ def _train_kwargs(args):
 
 
 def _check_split(args, n, source, unit):
-    """A UsageError unless the n steps of source give --val's part at least 2 steps
-    and the training part one window of --seq-len + 1."""
-    held = int(n * args.val)
-    if args.val and held < 2:
-        raise UsageError(f"--val {args.val}: holds out {held} of the {n:,} {unit} of "
-                         f"{source}; expected at least 2 (or --val 0)")
+    """A UsageError unless the n steps of source give --val's part and the training
+    part at least 2 steps each (data.held_out), and the training part one window
+    of --seq-len + 1."""
+    try:
+        held = data.held_out(n, args.val, "--val")
+    except ValueError as exc:
+        raise UsageError(f"{source}: {exc} (or --val 0)") from None
     if n - held < args.seq_len + 1:
         raise UsageError(f"{source}: {n - held:,} {unit} to train on"
                          + (f" after --val {args.val}" if held else "")

@@ -5,7 +5,8 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["corpus", "next_step_rows", "next_step_data", "read_series", "price_series", "adding_problem"]
+__all__ = ["corpus", "next_step_rows", "next_step_data", "held_out", "read_series",
+           "price_series", "adding_problem"]
 
 # Cells read as a missing value: skipped, and counted.
 MISSING = {"", "na", "n/a", "nan", "null", "none", "-"}
@@ -43,21 +44,29 @@ def next_step_data(seq, row_len, validation=None, validation_split=0.0):
     The validation rows come from the sequence validation, or else from the last
     validation_split (0 <= fraction < 1) of seq, which the training rows then
     leave out: the two parts share no step."""
-    if isinstance(validation_split, bool) or not isinstance(
-            validation_split, (int, float, np.integer, np.floating)) \
-            or not 0 <= validation_split < 1:
-        raise ValueError(f"validation_split: expected a fraction in [0, 1), got "
-                         f"{validation_split!r}")
-    if validation is not None and validation_split:
+    held = held_out(len(seq), validation_split)
+    if validation is not None and held:
         raise ValueError("validation, validation_split: give one, not both")
-    if validation_split:
-        held = int(len(seq) * validation_split)
-        if held < 2 or len(seq) - held < 2:
-            raise ValueError(f"validation_split: {validation_split} of {len(seq)} steps "
-                             f"holds out {held}; each part needs at least 2")
+    if held:
         seq, validation = seq[:len(seq) - held], seq[len(seq) - held:]
     X, Y = next_step_rows(seq, row_len)
     return X, Y, None if validation is None else next_step_rows(validation, row_len)
+
+
+def held_out(n, validation_split, name="validation_split"):
+    """The steps of n that validation_split (0 <= fraction < 1) holds out at the end:
+    int(n * validation_split), and 0 for 0; a ValueError (about `name`) unless each
+    part keeps at least 2 steps."""
+    if isinstance(validation_split, bool) or not isinstance(
+            validation_split, (int, float, np.integer, np.floating)) \
+            or not 0 <= validation_split < 1:
+        raise ValueError(f"{name}: expected a fraction in [0, 1), got "
+                         f"{validation_split!r}")
+    held = int(n * validation_split)
+    if validation_split and (held < 2 or n - held < 2):
+        raise ValueError(f"{name}: {validation_split} of {n:,} steps holds out {held}; "
+                         "each part needs at least 2")
+    return held
 
 
 def read_series(path, column):
