@@ -61,11 +61,39 @@ class Layer:
         """The backend namespace this layer's work runs on."""
         return get_backend(self.backend)
 
+    @classmethod
+    def planned(cls, config, dtype):
+        """A layer of config (as config() gives it), checked as the constructor
+        checks it, with no parameter allocated: param_shapes() says what they would
+        be. fastlstm.io reads a checkpoint against it before it builds anything."""
+        layer = cls.__new__(cls)
+        Layer.__init__(layer, dtype)
+        layer._configure(**config)
+        return layer
+
+    def _configure(self, **config):
+        """Check config and keep it as attributes; allocate nothing."""
+        raise NotImplementedError
+
     def _add(self, name, value):
         self.params[name] = np.ascontiguousarray(value, dtype=self.dtype)
         self.grads[name] = np.zeros_like(self.params[name])
 
+    def param_shapes(self):
+        """{name: shape} of the parameters, in the order they are drawn."""
+        return {}
+
     def config(self):
+        raise NotImplementedError
+
+    @property
+    def in_features(self):
+        """The features of each step this layer reads; None for tokens."""
+        raise NotImplementedError
+
+    @property
+    def out_features(self):
+        """The features of each step this layer gives."""
         raise NotImplementedError
 
 
@@ -77,13 +105,25 @@ class Embedding(Layer):
 
     def __init__(self, vocab_size, embed_size, *, seed=0, dtype=np.float32, backend="auto"):
         super().__init__(dtype, backend)
+        self._configure(vocab_size, embed_size)
+        rng = np.random.default_rng(seed)
+        self._add("W", rng.standard_normal(self.param_shapes()["W"]))
+
+    def _configure(self, vocab_size, embed_size):
         self.vocab_size = _size("vocab_size", vocab_size)
         self.embed_size = _size("embed_size", embed_size)
-        rng = np.random.default_rng(seed)
-        self._add("W", rng.standard_normal((self.vocab_size, self.embed_size)))
+
+    def param_shapes(self):
+        return {"W": (self.vocab_size, self.embed_size)}
 
     def config(self):
         return dict(vocab_size=self.vocab_size, embed_size=self.embed_size)
+
+    in_features = None
+
+    @property
+    def out_features(self):
+        return self.embed_size
 
     def forward(self, tokens):
         tokens = np.asarray(tokens)
@@ -114,15 +154,29 @@ class Dense(Layer):
 
     def __init__(self, in_size, out_size, *, seed=0, dtype=np.float32, backend="auto"):
         super().__init__(dtype, backend)
-        self.in_size = _size("in_size", in_size)
-        self.out_size = _size("out_size", out_size)
+        self._configure(in_size, out_size)
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(self.in_size)
-        self._add("W", rng.uniform(-k, k, (self.in_size, self.out_size)))
-        self._add("b", rng.uniform(-k, k, self.out_size))
+        for name, shape in self.param_shapes().items():
+            self._add(name, rng.uniform(-k, k, shape))
+
+    def _configure(self, in_size, out_size):
+        self.in_size = _size("in_size", in_size)
+        self.out_size = _size("out_size", out_size)
+
+    def param_shapes(self):
+        return {"W": (self.in_size, self.out_size), "b": (self.out_size,)}
 
     def config(self):
         return dict(in_size=self.in_size, out_size=self.out_size)
+
+    @property
+    def in_features(self):
+        return self.in_size
+
+    @property
+    def out_features(self):
+        return self.out_size
 
     def forward(self, x, need_dx=True):
         """x (T, B, in_size) -> y (T, B, out_size), backprop(dy), which returns dL/dx
@@ -189,9 +243,21 @@ class Recurrent(Layer):
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
                  dropout=0.0, batch_first=False, seed=0, dtype=np.float32, backend="auto"):
         super().__init__(dtype, backend)
+        self._configure(input_size, hidden_size, num_layers, bidirectional, dropout,
+                        batch_first)
+        rng = np.random.default_rng(seed)
+        k = 1.0 / np.sqrt(self.hidden_size)
+        for name, shape in self.param_shapes().items():
+            w = rng.uniform(-k, k, shape)
+            self._add(name, self._bias(w) if name.rsplit(".", 1)[1] in self.biases else w)
+
+    def _configure(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                   dropout=0.0, batch_first=False):
+        if not isinstance(batch_first, (bool, np.bool_)):
+            raise TypeError(f"batch_first: expected a bool, got {batch_first!r}")
         self.batch_first = bool(batch_first)
         self.input_size = _size("input_size", input_size)
-        self.hidden_size = H = _size("hidden_size", hidden_size)
+        self.hidden_size = _size("hidden_size", hidden_size)
         self.num_layers = _size("num_layers", num_layers)
         if not isinstance(bidirectional, (bool, np.bool_)):
             raise TypeError(f"bidirectional: expected a bool, got {bidirectional!r}")
@@ -200,15 +266,25 @@ class Recurrent(Layer):
                 or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)
-        rng = np.random.default_rng(seed)
-        k = 1.0 / np.sqrt(H)
+
+    def param_shapes(self):
+        G, H = self.G, self.hidden_size
+        shapes = {}
         for layer in range(self.num_layers):
             I = self.input_size if layer == 0 else self.out_size
             for prefix in self._directions(layer):
-                self._add(f"{prefix}Wx", rng.uniform(-k, k, (I, self.G * H)))
-                self._add(f"{prefix}Wh", rng.uniform(-k, k, (H, self.G * H)))
-                for name in self.biases:
-                    self._add(f"{prefix}{name}", self._bias(rng.uniform(-k, k, self.G * H)))
+                shapes[f"{prefix}Wx"] = (I, G * H)
+                shapes[f"{prefix}Wh"] = (H, G * H)
+                shapes.update({f"{prefix}{name}": (G * H,) for name in self.biases})
+        return shapes
+
+    @property
+    def in_features(self):
+        return self.input_size
+
+    @property
+    def out_features(self):
+        return self.out_size
 
     def _bias(self, b):
         return b
@@ -407,14 +483,25 @@ class Last(Layer):
 
     def __init__(self, hidden_size, directions=1, *, dtype=np.float32, backend="auto"):
         super().__init__(dtype, backend)
+        self._configure(hidden_size, directions)
+
+    def _configure(self, hidden_size, directions=1):
         self.hidden_size = _size("hidden_size", hidden_size)
-        if directions not in (1, 2):
+        if isinstance(directions, bool) or directions not in (1, 2):
             raise ValueError(f"directions: expected 1 or 2, got {directions!r}")
-        self.directions = directions
+        self.directions = int(directions)
 
     @property
     def out_size(self):
         return self.directions * self.hidden_size
+
+    @property
+    def in_features(self):
+        return self.out_size
+
+    @property
+    def out_features(self):
+        return self.out_size
 
     def config(self):
         return dict(hidden_size=self.hidden_size, directions=self.directions)

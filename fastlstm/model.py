@@ -43,6 +43,11 @@ class Model:
         for layer in layers[1:]:
             if isinstance(layer, Embedding):
                 raise ValueError("layers: an Embedding can only be the first layer")
+        for before, layer in zip(layers, layers[1:]):
+            if layer.in_features != before.out_features:
+                raise ValueError(f"layers: a {type(layer).__name__} that reads "
+                                 f"{layer.in_features} features follows a "
+                                 f"{type(before).__name__} that gives {before.out_features}")
         backends = {layer.backend for layer in layers if isinstance(layer, Recurrent)}
         if len(backends) > 1:
             raise ValueError(f"layers: expected one backend, got {sorted(backends)}")
@@ -113,6 +118,11 @@ class Model:
         return {f"{k}.{n}": a for k, layer in enumerate(self.layers)
                 for n, a in layer.params.items()}
 
+    def param_shapes(self):
+        """{name: shape} of params, from the layers' configs (Layer.param_shapes)."""
+        return {f"{k}.{n}": shape for k, layer in enumerate(self.layers)
+                for n, shape in layer.param_shapes().items()}
+
     @property
     def grads(self):
         """The gradients of the last loss_and_grads, keyed as params."""
@@ -157,15 +167,12 @@ class Model:
     @property
     def n_features(self):
         """Features a step of the input has (None for a token model)."""
-        first = self.layers[0]
-        return None if self.takes_tokens else getattr(first, "input_size",
-                                                      getattr(first, "in_size", None))
+        return self.layers[0].in_features
 
     @property
     def n_outputs(self):
         """Outputs a step has: logits for a token model, values for a series model."""
-        last = self.layers[-1]
-        return getattr(last, "out_size", getattr(last, "hidden_size", None))
+        return self.layers[-1].out_features
 
     def features(self, X, what="X"):
         """X (N, T, F) as the model's dtype; (N, T) where the model takes one feature
@@ -305,9 +312,11 @@ class Model:
         if state is not None and not all(ops.all_finite(s) for layer in state for s in layer):
             raise ValueError("state: contains NaN or inf")
         N, T = X.shape[:2]
+        if N == 0 or T == 0:
+            raise ValueError(f"X: expected at least one row and one step, got shape "
+                             f"{X.shape}")
         lengths = row_lengths(lengths, N, T)
-        widest = max(max(getattr(layer, "out_size", 0), getattr(layer, "embed_size", 0))
-                     for layer in self.layers)
+        widest = max(layer.out_features for layer in self.layers)
         with single_threaded_blas():
             if self.whole_sequences:
                 out, state = self._predict_rows(X, state, lengths, widest)

@@ -52,6 +52,9 @@ class Optimizer:
     & Hutter, 2019), biases included. backend: the kernels the updates run on
     (fastlstm.train gives an optimizer it makes from a name the model's backend)."""
 
+    slots = ()      # kinds of state array each parameter has: state["<kind>/<name>"]
+    counters = ()   # int scalars in state (Adam's step count "t")
+
     def __init__(self, lr, weight_decay=0.0, backend="auto"):
         if not lr > 0:
             raise ValueError(f"lr: expected > 0, got {lr!r}")
@@ -63,6 +66,7 @@ class Optimizer:
         self.state = {}
 
     def _slot(self, kind, key, like):
+        assert kind in self.slots
         name = f"{kind}/{key}"
         if name not in self.state:
             self.state[name] = np.zeros_like(like)
@@ -74,6 +78,8 @@ class Optimizer:
 
 class SGD(Optimizer):
     """p *= 1 - lr*weight_decay;  v = momentum*v + g;  p -= lr*v  (momentum=0: plain SGD)."""
+
+    slots = ("v",)
 
     def __init__(self, lr=0.1, momentum=0.9, weight_decay=0.0, backend="auto"):
         super().__init__(lr, weight_decay, backend)
@@ -92,6 +98,9 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015) with bias-corrected moments; with weight_decay,
     AdamW."""
+
+    slots = ("m", "v")
+    counters = ("t",)
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
                  backend="auto"):

@@ -46,14 +46,13 @@ class Forecaster:
         first, last = (model.layers[0], model.layers[-1]) if isinstance(model, Model) \
             else (None, None)
         if first is None or model.takes_tokens or model.loss_name != "mse" \
-                or getattr(first, "input_size", getattr(first, "in_size", None)) != 1 \
-                or getattr(last, "out_size", None) != 1:
+                or first.in_features != 1 or last.out_features != 1:
             raise ValueError("model: expected a series model of one feature in and out "
                              "(Model.for_series(1))")
         if transform not in TRANSFORMS:
             raise ValueError(f"transform: expected one of {TRANSFORMS}, got {transform!r}")
-        if not std > 0:
-            raise ValueError(f"std: expected > 0, got {std!r}")
+        if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+            raise ValueError(f"mean, std: expected finite, std > 0, got {mean!r}, {std!r}")
         self.model = model
         self.transform, self.mean, self.std = transform, float(mean), float(std)
 

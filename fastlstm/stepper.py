@@ -12,7 +12,7 @@ those of the model when the stepper was made.
 """
 import numpy as np
 
-from .layers import Dense, Embedding, Recurrent
+from .layers import Dense, Recurrent
 
 __all__ = ["Stepper"]
 
