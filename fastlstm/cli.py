@@ -171,6 +171,9 @@ def main(argv=None):
     except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
         print(f"fastlstm: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except MemoryError as exc:   # a model or series larger than the machine
+        print(f"fastlstm: error: out of memory: {_one_line(exc)}", file=sys.stderr)
+        return 2
     except TrainingDiverged as exc:
         print(f"fastlstm: {_one_line(exc)}", file=sys.stderr)
         return 1

@@ -76,6 +76,15 @@ def read_series(path, column):
     missing values and are left out. A column that is not there, or a cell that is
     not a number, is a ValueError naming it. Returns (values, number of missing
     values left out)."""
+    try:
+        return _read_column(path, column)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a CSV file ({exc})") from None
+
+
+def _read_column(path, column):
     with open(path, newline="", encoding="utf-8") as f:
         rows = csv.reader(f)
         header = next(rows, None)

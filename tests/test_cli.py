@@ -129,6 +129,8 @@ def test_series_reports_the_naive_baseline(tmp_path):
     ("train", "--resume", "--out", "series.npz"),
     ("series", "--metrics", "no-such-folder/m.json"),
     ("forecast", "--model", "chars.npz", "--csv", "prices.csv", "--column", "close"),
+    ("train", "--hidden", "99999999999"),
+    ("series", "--csv", "latin.csv", "--column", "close"),
 ])
 def test_errors_are_one_line_with_exit_code_2(trained, tmp_path, args):
     _, chars = trained
@@ -138,6 +140,7 @@ def test_errors_are_one_line_with_exit_code_2(trained, tmp_path, args):
     (tmp_path / "prices.csv").write_text("date,close\n" + "".join(
         f"2026-01-{d:02d},{100 + d}\n" for d in range(1, 29)))
     (tmp_path / "bad.csv").write_text("date,close\n2026-01-01,100\n2026-01-02,ten\n")
+    (tmp_path / "latin.csv").write_bytes(b"date,close\n2026-01-01,100\xff\n")
     (tmp_path / "short.txt").write_text("ab")
     (tmp_path / "tiny.txt").write_text("abcdefghij")
     start = time.perf_counter()
