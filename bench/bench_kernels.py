@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from fastlstm import _buffers, config, ops  # noqa: E402
 from fastlstm.cells import CELLS  # noqa: E402
+from fastlstm.export import onnx_weights  # noqa: E402
 
 GATES = {name: cell.G for name, cell in CELLS.items()}
 SHAPES = [(1, 128), (16, 256), (64, 256), (64, 512), (256, 512)]
@@ -85,11 +86,6 @@ def fastlstm_calls(cell, backend, p):
     return forward, train_step
 
 
-# ONNX's gate blocks in terms of ours (torch's): LSTM i, o, f, c from i, f, g, o;
-# GRU z, r, h from r, z, n (with linear_before_reset, torch's GRU).
-ONNX_BLOCKS = {"rnn": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}
-
-
 def ort_session(cell, p, n_threads, states=False):
     """An ONNX Runtime session of ONNX's operator of cell on p's weights: X (T, B, I)
     -> Y; with states, X, h0 (and c0 for the LSTM) -> hT (and cT), the state in and
@@ -99,16 +95,9 @@ def ort_session(cell, p, n_threads, states=False):
     T, B, I = p["x"].shape
     H = p["Wh"].shape[0]
     elem = TensorProto.FLOAT if p["x"].dtype == np.float32 else TensorProto.DOUBLE
-
-    def blocks(W):   # (K, G*H) ours -> (1, G*H, K) ONNX's
-        return np.concatenate([W[:, k * H:(k + 1) * H] for k in ONNX_BLOCKS[cell]],
-                              axis=1).T[None].copy()
-
-    bx = p["bx"] if cell == "gru" else p["b"]
-    bh = p["bh"] if cell == "gru" else np.zeros_like(bx)
-    bias = np.concatenate([blocks(bx[None])[0, :, 0], blocks(bh[None])[0, :, 0]])[None]
-    weights = [numpy_helper.from_array(a, name) for a, name in
-               ((blocks(p["Wx"]), "W"), (blocks(p["Wh"]), "R"), (bias, "B"))]
+    biases = [p[b] for b in CELLS[cell].biases]
+    weights = [numpy_helper.from_array(a[None].astype(p["x"].dtype), name) for a, name in
+               zip(onnx_weights(cell, p["Wx"], p["Wh"], biases), "WRB")]
     attrs = dict(hidden_size=H)
     if cell == "gru":
         attrs["linear_before_reset"] = 1

@@ -59,7 +59,7 @@ def from_torch(module, *, backend="auto"):
     for k in range(layer.num_layers):
         for d in range(layer.directions):
             s = _suffix(k, d)
-            params, names = layer._layer_params(k, d)
+            params, names = layer.layer_params(k, d)
             Wx, Wh, *biases = params
             Wx[...] = weights[f"weight_ih{s}"].T
             Wh[...] = weights[f"weight_hh{s}"].T
@@ -89,7 +89,7 @@ def to_torch(layer):
         for k in range(layer.num_layers):
             for d in range(layer.directions):
                 s = _suffix(k, d)
-                (Wx, Wh, *biases), _ = layer._layer_params(k, d)
+                (Wx, Wh, *biases), _ = layer.layer_params(k, d)
                 getattr(module, f"weight_ih{s}").copy_(torch.from_numpy(Wx.T.copy()))
                 getattr(module, f"weight_hh{s}").copy_(torch.from_numpy(Wh.T.copy()))
                 b_hh = biases[1] if layer.cell == "gru" else np.zeros_like(biases[0])

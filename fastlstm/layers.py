@@ -329,7 +329,7 @@ class Recurrent(Layer):
             out.append(np.ascontiguousarray(s, dtype=self.dtype))
         return tuple(out)
 
-    def _layer_params(self, layer, direction=0):
+    def layer_params(self, layer, direction=0):
         """The arrays of one layer and direction, in the kernels' order, and their
         names in params (with the direction's prefix)."""
         names = ("Wx", "Wh") + self.biases
@@ -380,7 +380,7 @@ class Recurrent(Layer):
         for layer in range(self.num_layers):
             outs = []
             for d in range(self.directions):
-                params, _ = self._layer_params(layer, d)
+                params, _ = self.layer_params(layer, d)
                 initial = [s[layer * self.directions + d] for s in state]
                 out = cell_forward(y if d == 0 else reverse(y, lengths), *params, *initial,
                                    cache=cache, lengths=lengths)
@@ -434,7 +434,7 @@ class Recurrent(Layer):
                     dyd = dy if D == 1 else np.ascontiguousarray(dy[:, :, d * H:(d + 1) * H])
                     out = cell_backward(caches[k], dyd if d == 0 else reverse(dyd, lengths),
                                         *dfinal)
-                    _, names = self._layer_params(layer, d)
+                    _, names = self.layer_params(layer, d)
                     for name, g in zip(names, out[1:1 + len(names)]):
                         self.grads[name][...] = g
                     for j, d0 in enumerate(out[1 + len(names):]):

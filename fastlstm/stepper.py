@@ -22,7 +22,7 @@ class _Cell:
     the LSTM) for B rows, with a spare h to write the next one into."""
 
     def __init__(self, kernels, layer, k, h, c):
-        params, _ = layer._layer_params(k)
+        params, _ = layer.layer_params(k)
         self.step_fn = getattr(kernels, f"{layer.cell}_step")
         self.weights = getattr(kernels, f"{layer.cell}_step_weights")(*params)
         self.h, self.c = h, c
