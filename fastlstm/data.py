@@ -5,8 +5,8 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["corpus", "next_step_rows", "next_step_data", "held_out", "read_series",
-           "price_series", "adding_problem"]
+__all__ = ["corpus", "next_step_rows", "next_step_data", "held_out", "pad_sequences",
+           "read_series", "price_series", "speaker_recordings", "adding_problem"]
 
 # Cells read as a missing value: skipped, and counted.
 MISSING = {"", "na", "n/a", "nan", "null", "none", "-"}
@@ -69,19 +69,63 @@ def held_out(n, validation_split, name="validation_split"):
     return held
 
 
-def read_series(path, column):
-    """The values of one column of a CSV file with a header row, as float64 (L,).
+def pad_sequences(sequences, dtype=np.float32):
+    """N sequences of their own lengths, each (T_i, F) or (T_i,) numbers, as X
+    (N, T, F) of dtype, zeros after each row's end up to the longest T, and
+    lengths (N,) int64: what a model takes with lengths=, for which the padding
+    changes nothing."""
+    rows = [np.asarray(s, dtype=dtype) for s in sequences]
+    if not rows:
+        raise ValueError("sequences: expected at least one sequence")
+    rows = [r[:, None] if r.ndim == 1 else r for r in rows]
+    F = rows[0].shape[-1]
+    for n, r in enumerate(rows):
+        if r.ndim != 2 or len(r) == 0 or r.shape[1] != F:
+            raise ValueError(f"sequences[{n}]: expected (T_i, {F}) with T_i >= 1, as "
+                             f"sequences[0], got shape {r.shape}")
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    X = np.zeros((len(rows), lengths.max(), rows[0].shape[1]), dtype=dtype)
+    for n, r in enumerate(rows):
+        X[n, :len(r)] = r
+    return X, lengths
 
-    Other columns (dates, names) are ignored; empty cells and NA, NaN, null are
-    missing values and are left out. A column that is not there, or a cell that is
-    not a number, is a ValueError naming it. Returns (values, number of missing
-    values left out)."""
+
+def read_series(source, column):
+    """The values of one column, as float64 (L,), of a CSV file with a header row
+    (source a path) or of a table (source a pandas DataFrame, or anything that
+    has `columns` and gives a column by name; pandas itself is not needed).
+
+    Other columns (dates, names) are ignored; empty cells and NA, NaN, null (NaN
+    or None in a table) are missing values and are left out. A column that is not
+    there, or a cell that is not a number, is a ValueError naming it. Returns
+    (values, number of missing values left out)."""
+    if hasattr(source, "columns"):
+        return _table_column(source, column)
+    path = source
     try:
         return _read_column(path, column)
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except csv.Error as exc:
         raise ValueError(f"{path}: not a CSV file ({exc})") from None
+
+
+def _table_column(table, column):
+    if column not in list(table.columns):
+        raise ValueError(f"table: has no column {column!r}; its columns are "
+                         f"{', '.join(repr(n) for n in table.columns)}")
+    col = table[column]
+    cells = np.asarray(col, dtype=object)
+    missing = np.asarray(col.isna(), dtype=bool) if hasattr(col, "isna") else np.array(
+        [c is None or (isinstance(c, float) and np.isnan(c)) for c in cells], dtype=bool)
+    try:
+        values = np.array(cells[~missing], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"table: column {column!r} holds values that are not "
+                         "numbers") from None
+    if not np.isfinite(values).all():
+        raise ValueError(f"table: column {column!r} holds inf")
+    return values, int(missing.sum())
 
 
 def _read_column(path, column):
@@ -120,6 +164,30 @@ def price_series(n=5000, seed=0, period=20, amplitude=2.0, volatility=0.5):
     t = np.arange(n)
     walk = np.cumsum(rng.normal(0.0, volatility, n))
     return 100.0 + walk + amplitude * np.sin(2 * np.pi * t / period)
+
+
+def speaker_recordings(n_per_speaker=30, n_speakers=9, seed=0):
+    """Recordings of one vowel by n_speakers speakers, of their own lengths, after
+    the shape of the Japanese Vowels set of the UCI/UEA archives: each is (T_i, 12)
+    cepstrum-like coefficients, 7 <= T_i <= 29 frames. Each speaker has a mean
+    trajectory over the vowel (a level, a slope and a curve per coefficient); a
+    recording samples it at its own pace and adds its own offset and noise. The
+    speakers are the same for every seed, which draws the recordings. Returns (list of n_per_speaker * n_speakers float64 arrays, labels (N,) str
+    "speaker 1", ...), in a shuffled order."""
+    voices = np.random.default_rng(n_speakers)   # the same speakers whatever the seed
+    level, slope, curve = (voices.normal(0.0, 0.6, (n_speakers, 12)) for _ in range(3))
+    rng = np.random.default_rng(seed)
+    recordings, labels = [], []
+    for s in range(n_speakers):
+        for _ in range(n_per_speaker):
+            T = int(rng.integers(7, 30))
+            u = np.linspace(0.0, 1.0, T) ** rng.uniform(0.7, 1.4)   # its own pace
+            x = level[s] + np.outer(u, slope[s]) + np.outer(np.sin(np.pi * u), curve[s])
+            x += rng.normal(0.0, 0.9, 12) + rng.normal(0.0, 0.8, (T, 12))
+            recordings.append(x)
+            labels.append(f"speaker {s + 1}")
+    order = rng.permutation(len(recordings))
+    return [recordings[k] for k in order], np.array(labels)[order]
 
 
 def adding_problem(n, T, seed=0, dtype=np.float32):
