@@ -19,7 +19,10 @@ training 6*4H*(I+H) per LSTM layer plus the head's 6*H*V (GRU 3H, RNN H instead
 of 4H); a forward a third of that.
 
 --busy also times fastlstm's training (H256, B64, S100) on 1 and 2 threads
-while another process spins on one core. --memory measures the peak resident
+while another process spins on one core. --neighbour times that training on 2
+threads alone, and right after a call of another runtime in the same process
+(an ONNX Runtime LSTM session of 2 threads, whose pool spins after each call, and
+torch's LSTM): the governor must not take that pool for a competing process. --memory measures the peak resident
 memory of predict on a long series against one (N, T, H) float32 array.
 """
 import argparse
@@ -126,6 +129,34 @@ class FastlstmPeer:
         self.fl.train(self.model, X, Y, epochs=1, batch_size=B, seq_len=S,
                       optimizer=self.opt, clip_norm=5.0, progress=False)
         return time.perf_counter() - t0
+
+    def setup_neighbour(self, name, runtime):
+        """train_round's setup, and a call of another runtime in this process:
+        "ort" (an ONNX Runtime LSTM session), "torch" (torch's LSTM) or "none"."""
+        self.setup_train(name)
+        n = self.fl.get_num_threads()
+        if runtime == "ort":
+            from bench_kernels import make_inputs, ort_session
+            p = make_inputs("lstm", 100, 64, 256, 256, np.float32)
+            session = ort_session("lstm", p, n)
+            self.neighbour = lambda: session.run(None, {"X": p["x"]})
+        elif runtime == "torch":
+            import torch
+            torch.set_num_threads(n)
+            net = torch.nn.LSTM(256, 256)
+            x = torch.randn(100, 64, 256)
+
+            def call():
+                with torch.no_grad():
+                    net(x)
+            self.neighbour = call
+        else:
+            self.neighbour = lambda: None
+        self.neighbour_round()
+
+    def neighbour_round(self):
+        self.neighbour()
+        return self.train_round()
 
     def setup_predict(self, name):
         H, L = PREDICT[name]
@@ -369,6 +400,9 @@ def main(argv=None):
     ap.add_argument("--no-infer", action="store_true", help="skip predict and generation")
     ap.add_argument("--busy", action="store_true",
                     help="also fastlstm's training with another process busy on one core")
+    ap.add_argument("--neighbour", action="store_true",
+                    help="also fastlstm's training right after another runtime's call in "
+                    "the same process")
     ap.add_argument("--memory", action="store_true", help="predict's peak memory")
     ap.add_argument("--chars", type=int, default=300, help="characters per generation round")
     ap.add_argument("--json")
@@ -435,6 +469,8 @@ def main(argv=None):
                       f"{used / unit:.2f} x the (N, T, H) float32 array", file=sys.stderr)
         if args.busy:
             rows += busy_rows(workers, args.rounds)
+        if args.neighbour:
+            rows += neighbour_rows(args.rounds)
     finally:
         workers.close()
     from fastlstm import _cy, config
@@ -490,6 +526,26 @@ def busy_rows(workers, n_rounds):
     return out
 
 
+def neighbour_rows(n_rounds):
+    """fastlstm's training at lm-h256 on 2 threads, alone and right after a call of
+    ONNX Runtime or torch in the same process (a fresh worker for each, so that
+    one runtime's threads do not linger into the other's rounds)."""
+    _, H, L, B, S, _ = CONFIGS["lm-h256"]
+    tokens = B * BATCHES * S * WINDOWS
+    out = []
+    for runtime in ("none", "ort", "torch"):
+        workers = Workers([("fastlstm", 2)])
+        try:
+            best = rounds(workers, [("fastlstm", 2)], ("setup_neighbour", "lm-h256", runtime),
+                          "neighbour_round", n_rounds)[("fastlstm", 2)]
+        finally:
+            workers.close()
+        out.append(dict(kind="neighbour", config="lm-h256", peer=runtime, threads=2,
+                        seconds=best, tokens_per_s=tokens / best))
+        print(f"after {runtime}: {tokens / best:,.0f} tok/s", file=sys.stderr)
+    return out
+
+
 def _row(kind, name, n, best, tokens, flops):
     f, t = best[("fastlstm", n)], best[("torch", n)]
     return dict(kind=kind, config=name, threads=n, fastlstm_s=f, torch_s=t, ratio=t / f,
@@ -538,6 +594,13 @@ def table(rows, meta):
     if busy:
         out += ["", "| fastlstm lm-h256 | threads | tok/s |", "|---|---|---|"]
         out += [f"| {r['kind']} | {r['threads']} | {r['tokens_per_s']:,.0f} |" for r in busy]
+    near = [r for r in rows if r["kind"] == "neighbour"]
+    if near:
+        alone = next(r["tokens_per_s"] for r in near if r["peer"] == "none")
+        out += ["", "| fastlstm lm-h256, 2 threads, right after a call of | tok/s | of alone |",
+                "|---|---|---|"]
+        out += [f"| {r['peer']} | {r['tokens_per_s']:,.0f} | {r['tokens_per_s'] / alone:.2f} |"
+                for r in near]
     return "\n".join(out)
 
 

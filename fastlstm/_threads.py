@@ -40,39 +40,41 @@ class _Governor:
     The kernels split each time step evenly across their team and wait for all of
     it at every step, so one thread that shares its core with another process
     holds the team back: with a busy loop on one of 2 cores, 2 threads trained at
-    0.57 of the speed of 1 (bench/RESULTS.md, 2026-12-01). Linux counts, for each
-    thread, the time it was runnable but waited for a core (schedstat). Every
-    INTERVAL seconds, at a kernel call, the governor sums that waiting over the
-    process's threads, as a fraction of the wall time; where a whole core or more
-    was missing, the team shrinks by that many threads. After PROBE seconds it
-    tries the full count again, and waits twice as long after each probe that
-    still finds the cores taken (up to MAX_PROBE)."""
+    0.57 of the speed of 1 (bench/RESULTS.md, 2026-12-01). Every INTERVAL seconds,
+    at a kernel call, the governor reads how much CPU time this process ran and
+    how long the cores it may use were idle (/proc/self/stat, /proc/stat): the
+    rest of those cores' time went to other processes. Where a whole core or more
+    went to them, the team is that many threads smaller, until a later interval
+    finds the cores free again (idle or ours), which brings the full team back at
+    once. Threads of this process that are not the kernels' (another runtime's
+    pool, a data loader) count as this process's own: they never shrink the team.
+    Counting, as before, every thread's wait for a core took such a pool for a
+    competing process (0.57 of the speed beside ONNX Runtime's pool, issue 26)."""
 
     INTERVAL = 0.25
-    PROBE = 2.0
-    MAX_PROBE = 32.0
 
     def __init__(self):
+        self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else list(range(os.cpu_count() or 1))
         self.enabled = (os.environ.get("FASTLSTM_ADAPTIVE_THREADS", "1") != "0"
-                        and os.path.exists(f"/proc/{os.getpid()}/task"))
+                        and os.path.exists("/proc/stat"))
         self.cut = 0            # threads taken off the count set
-        self.last = None        # (time, {tid: (run ns, wait ns)}) of the last sample
-        self.probe_at = 0.0     # when to try the full count again
-        self.probing = False    # the full count is on trial
-        self.backoff = self.PROBE
+        self.last = None        # (time s, run ns of this process, idle ns of its cpus)
 
-    @staticmethod
-    def _schedstat():
-        out = {}
-        folder = f"/proc/{os.getpid()}/task"
-        for tid in os.listdir(folder):
-            try:
-                with open(f"{folder}/{tid}/schedstat") as f:
-                    run, wait = f.read().split()[:2]
-            except (OSError, ValueError):
-                continue
-            out[tid] = (int(run), int(wait))
-        return out
+    def _sample(self):
+        """(CPU ns this process has run, its exited threads included; idle ns of
+        the cpus it may use)."""
+        with open(f"/proc/{os.getpid()}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        run = int(fields[11]) + int(fields[12])   # utime, stime
+        wanted = {f"cpu{c}" for c in self.cpus}
+        idle = 0
+        with open("/proc/stat") as f:
+            for line in f:
+                fields = line.split()
+                if fields and fields[0] in wanted:
+                    idle += int(fields[4]) + int(fields[5])   # idle, iowait
+        return run * 1e9 / _TICKS, idle * 1e9 / _TICKS
 
     def team(self, n):
         """The threads to use out of n set."""
@@ -81,30 +83,20 @@ class _Governor:
         now = time.perf_counter()
         if self.last is not None and now - self.last[0] < self.INTERVAL:
             return max(1, n - self.cut)
-        sample = self._schedstat()
+        run, idle = self._sample()
         if self.last is not None:
-            self._decide(now, n, sample)
-        self.last = (now, sample)
+            self._decide(now, n, run, idle)
+        self.last = (now, run, idle)
         return max(1, n - self.cut)
 
-    def _decide(self, now, n, sample):
-        t0, before = self.last
+    def _decide(self, now, n, run, idle):
+        t0, run0, idle0 = self.last
         wall = (now - t0) * 1e9
-        missing = sum(wait - before[tid][1] for tid, (run, wait) in sample.items()
-                      if tid in before and run - before[tid][0] > 0.05 * wall) / wall
-        lost = int(missing + 0.5)
-        if lost >= 1 and n - self.cut > 1:
-            self.backoff = min(self.MAX_PROBE, 2 * self.backoff) if self.probing \
-                else self.PROBE
-            self.cut = min(n - 1, self.cut + lost)
-            self.probe_at = now + self.backoff
-            self.probing = False
-        elif self.cut and now >= self.probe_at:
-            self.cut, self.probing = 0, True
-        elif not self.cut:
-            self.probing, self.backoff = False, self.PROBE
+        others = len(self.cpus) - ((run - run0) + (idle - idle0)) / wall
+        self.cut = min(n - 1, max(0, int(others + 0.5)))
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _governor = _Governor()
 
 
