@@ -1,7 +1,64 @@
-"""The options every Numba kernel is compiled with."""
+"""The options every Numba kernel is compiled with, and where their compiled code
+is cached.
 
-# nogil: the kernels release the GIL. cache: compiled code is kept on disk, so only
-# a machine's first call compiles. error_model="numpy": division without a zero
-# check (as cdivision in Cython), which would otherwise raise ZeroDivisionError
-# and keep LLVM from vectorising the gate loops.
+nogil: the kernels release the GIL. cache: compiled code is kept on disk, so only
+a machine's first call compiles. error_model="numpy": division without a zero
+check (as cdivision in Cython), which would otherwise raise ZeroDivisionError and
+keep LLVM from vectorising the gate loops.
+
+Numba checks a cached function against a hash of its own file only, and a kernel
+inlines callees from other files (common.py, panels.py, simd.py): an edited
+callee would leave its callers' stale code in the cache. The kernels' cache is
+checked against a hash of every file of this package instead (source_stamp), so
+that any edit recompiles all of them.
+"""
+import hashlib
+import os
+
+from numba.core import caching
+
 JIT = dict(nogil=True, cache=True, error_model="numpy")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def source_stamp(folder):
+    """A hash of every .py file in folder: their names and contents."""
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            h.update(name.encode() + b"\0")
+            with open(os.path.join(folder, name), "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
+def _standard(name):
+    """One of Numba's caching classes (named with a leading _ before Numba 0.60)."""
+    return getattr(caching, name, None) or getattr(caching, "_" + name)
+
+
+def stamp_folder(folder):
+    """From now on, Numba checks the cache of a function defined in folder against
+    source_stamp(folder), wherever Numba would put that cache."""
+    stamp = source_stamp(folder)
+
+    def whole(locator):
+        class Whole(locator):
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if os.path.dirname(os.path.abspath(py_file)) != folder:
+                    return None
+                return super().from_function(py_func, py_file)
+
+            def get_source_stamp(self):
+                return stamp
+        Whole.__name__ = f"Whole{locator.__name__}"
+        return Whole
+
+    standard = [_standard(name) for name in ("UserProvidedCacheLocator",
+                                             "InTreeCacheLocator", "UserWideCacheLocator")]
+    _standard("CacheImpl")._locator_classes[:0] = [whole(locator) for locator in standard]
+
+
+stamp_folder(HERE)

@@ -1,0 +1,61 @@
+"""The Numba kernels' disk cache follows every file of their package: an edited
+callee in another file recompiles its cached callers (Numba alone checks a
+function's own file only, and served the callers' stale code)."""
+import textwrap
+
+import pytest
+
+pytest.importorskip("numba")
+
+RUN = """
+    import sys
+    sys.path.insert(0, {root!r})
+    from pkg.caller import g
+    print(g())
+"""
+
+
+def _package(root, whole):
+    pkg = root / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(textwrap.dedent(f"""
+        import os
+        if {whole!r}:
+            from fastlstm._numba.jit import stamp_folder
+            stamp_folder(os.path.dirname(os.path.abspath(__file__)))
+    """))
+    (pkg / "callee.py").write_text("from numba import njit\n\n\n@njit\ndef f():\n    return 1\n")
+    (pkg / "caller.py").write_text(textwrap.dedent("""
+        from numba import njit
+        from .callee import f
+
+
+        @njit(cache=True)
+        def g():
+            return f()
+    """))
+    return pkg
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_an_edited_callee_recompiles_its_cached_caller(tmp_path, python, whole):
+    """With the package stamped whole, the second run sees the edit; without (what
+    Numba does alone), it serves the cached caller's stale answer: the control
+    that shows the test can tell the two apart."""
+    pkg = _package(tmp_path, whole)
+    first = python(RUN.format(root=str(tmp_path)))
+    assert first.returncode == 0 and first.stdout.split() == ["1"], first.stderr
+    (pkg / "callee.py").write_text((pkg / "callee.py").read_text().replace("return 1",
+                                                                           "return 2"))
+    second = python(RUN.format(root=str(tmp_path)))
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split() == (["2"] if whole else ["1"])
+
+
+def test_the_kernels_stamp_is_their_package():
+    import os
+
+    import fastlstm._numba as kernels
+    from fastlstm._numba.jit import HERE, source_stamp
+    assert HERE == os.path.dirname(os.path.abspath(kernels.__file__))
+    assert len(source_stamp(HERE)) == 64
