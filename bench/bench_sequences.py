@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_train import Workers, _write, rounds   # noqa: E402
+from bench_train import Workers, report, rounds   # noqa: E402
 from fastlstm.config import cpu_model   # noqa: E402
 
 T, B, I, H = 100, 64, 64, 256
@@ -181,12 +181,7 @@ def main(argv=None):
     meta = dict(cpu=cpu_model(), cores=os.cpu_count(), python=platform.python_version(),
                 shapes=dict(T=T, B=B, I=I, H=H, rows=N_ROWS, classes=CLASSES),
                 command="python bench/bench_sequences.py " + " ".join(argv or sys.argv[1:]))
-    if args.json:
-        _write(args.json, json.dumps(dict(meta=meta, rows=rows), indent=1))
-    text = table(rows, meta)
-    print(text)
-    if args.md:
-        _write(args.md, text)
+    report(args, meta, rows, table(rows, meta))
 
 
 def table(rows, meta):

@@ -645,5 +645,15 @@ def _write(path, text):
         f.write(text)
 
 
+def report(args, meta, rows, text):
+    """Print the table text; write the JSON (meta and rows) and the Markdown where
+    args.json and args.md name files."""
+    if args.json:
+        _write(args.json, json.dumps(dict(meta=meta, rows=rows), indent=1))
+    print(text)
+    if args.md:
+        _write(args.md, text)
+
+
 if __name__ == "__main__":
     main()
