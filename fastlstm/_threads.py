@@ -41,15 +41,23 @@ class _Governor:
     it at every step, so one thread that shares its core with another process
     holds the team back: with a busy loop on one of 2 cores, 2 threads trained at
     0.57 of the speed of 1 (bench/RESULTS.md, 2026-12-01). Every INTERVAL seconds,
-    at a kernel call, the governor reads how much CPU time this process ran and
-    how long the cores it may use were idle (/proc/self/stat, /proc/stat): the
-    rest of those cores' time went to other processes. Where a whole core or more
-    went to them, the team is that many threads smaller, until a later interval
-    finds the cores free again (idle or ours), which brings the full team back at
-    once. Threads of this process that are not the kernels' (another runtime's
-    pool, a data loader) count as this process's own: they never shrink the team.
-    Counting, as before, every thread's wait for a core took such a pool for a
-    competing process (0.57 of the speed beside ONNX Runtime's pool, issue 26)."""
+    at a kernel call, the governor reads two things over the interval:
+
+    - others: how much of the cores this process may use went neither to it nor
+      to idleness (/proc/self/stat, /proc/stat), i.e. to other processes. Threads
+      of this process that are not the kernels' (another runtime's pool, a data
+      loader) are this process's own time here;
+    - waited: how long this process's threads were runnable but waited for a
+      core (schedstat), which only happens while they run.
+
+    A full team loses a thread for each whole core that both show: other
+    processes held it, and this process waited for it. Either alone is not enough:
+    another runtime's pool in this process makes the kernels wait, but holds no
+    core of another process (counting waits alone took it for a competing
+    process: 0.57 of the speed beside ONNX Runtime's pool, issue 26); another
+    process that ran while this one was idle (a peer of a benchmark taking turns)
+    was no competition. A cut team stays cut while other processes hold the
+    cores, and is whole again the first interval that finds them idle or ours."""
 
     INTERVAL = 0.25
 
@@ -59,14 +67,15 @@ class _Governor:
         self.enabled = (os.environ.get("FASTLSTM_ADAPTIVE_THREADS", "1") != "0"
                         and os.path.exists("/proc/stat"))
         self.cut = 0            # threads taken off the count set
-        self.last = None        # (time s, run ns of this process, idle ns of its cpus)
+        self.last = None        # (time s, _sample()) of the last sample
 
     def _sample(self):
         """(CPU ns this process has run, its exited threads included; idle ns of
-        the cpus it may use)."""
-        with open(f"/proc/{os.getpid()}/stat") as f:
+        the cpus it may use; {tid: (run ns, wait ns)} of its threads)."""
+        folder = f"/proc/{os.getpid()}"
+        with open(f"{folder}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        run = int(fields[11]) + int(fields[12])   # utime, stime
+        run = (int(fields[11]) + int(fields[12])) * 1e9 / _TICKS   # utime, stime
         wanted = {f"cpu{c}" for c in self.cpus}
         idle = 0
         with open("/proc/stat") as f:
@@ -74,7 +83,15 @@ class _Governor:
                 fields = line.split()
                 if fields and fields[0] in wanted:
                     idle += int(fields[4]) + int(fields[5])   # idle, iowait
-        return run * 1e9 / _TICKS, idle * 1e9 / _TICKS
+        tasks = {}
+        for tid in os.listdir(f"{folder}/task"):
+            try:
+                with open(f"{folder}/task/{tid}/schedstat") as f:
+                    ran, waited = f.read().split()[:2]
+            except (OSError, ValueError):
+                continue
+            tasks[tid] = (int(ran), int(waited))
+        return run, idle * 1e9 / _TICKS, tasks
 
     def team(self, n):
         """The threads to use out of n set."""
@@ -83,17 +100,22 @@ class _Governor:
         now = time.perf_counter()
         if self.last is not None and now - self.last[0] < self.INTERVAL:
             return max(1, n - self.cut)
-        run, idle = self._sample()
+        sample = self._sample()
         if self.last is not None:
-            self._decide(now, n, run, idle)
-        self.last = (now, run, idle)
+            self._decide(now, n, sample)
+        self.last = (now, sample)
         return max(1, n - self.cut)
 
-    def _decide(self, now, n, run, idle):
-        t0, run0, idle0 = self.last
+    def _decide(self, now, n, sample):
+        t0, (run0, idle0, tasks0) = self.last
+        run, idle, tasks = sample
         wall = (now - t0) * 1e9
         others = len(self.cpus) - ((run - run0) + (idle - idle0)) / wall
-        self.cut = min(n - 1, max(0, int(others + 0.5)))
+        waited = sum(w - tasks0[tid][1] for tid, (r, w) in tasks.items()
+                     if tid in tasks0 and r - tasks0[tid][0] > 0.05 * wall) / wall
+        held = int(others + 0.5)
+        lost = held if self.cut else min(held, int(waited + 0.5))
+        self.cut = min(n - 1, max(0, lost))
 
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

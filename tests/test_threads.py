@@ -31,45 +31,56 @@ def test_kernels_limit_scipys_blas_even_when_numba_loads_it_late(python):
 
 
 def governed(samples, n=2, cores=2):
-    """A governor of `cores` cpus fed (time s, cores this process ran, cores idle)
-    for each interval since the last: the threads it cut after each, and it."""
+    """A governor of `cores` cpus fed, for each interval since the last, (seconds,
+    cores this process ran, cores idle, cores' worth of its threads' waiting for
+    one): the threads it cut after each, and it."""
     from fastlstm._threads import _Governor
     g = _Governor()
     g.enabled, g.cpus = True, list(range(cores))
-    now, run, idle = 0.0, 0.0, 0.0
-    g.last = (now, run, idle)
+    now, run, idle, wait = 0.0, 0.0, 0.0, 0.0
+    g.last = (now, (run, idle, {"1": (0, 0)}))
     cuts = []
-    for seconds, ran, idled in samples:
-        now, run, idle = now + seconds, run + ran * seconds * 1e9, idle + idled * seconds * 1e9
-        g._decide(now, n, run, idle)
-        g.last = (now, run, idle)
+    for seconds, ran, idled, waited in samples:
+        now += seconds
+        run, idle, wait = (v + x * seconds * 1e9 for v, x in
+                           ((run, ran), (idle, idled), (wait, waited)))
+        sample = (run, idle, {"1": (int(run), int(wait))})
+        g._decide(now, n, sample)
+        g.last = (now, sample)
         cuts.append(g.cut)
     return cuts, g
 
 
 def test_governor_takes_a_thread_off_while_a_process_holds_a_core_and_back_at_once():
-    """Another process on one of 2 cores: this one runs on 1 core's worth and none
-    is idle, so a core is missing and a thread comes off. It stays off while the
-    other process runs (still none idle); the interval after it ends shows the core
-    idle, and the full team is back (no probing, no backoff)."""
-    busy = [(0.25, 1.0, 0.0)] * 4
-    ended = [(0.25, 1.0, 1.0), (0.25, 2.0, 0.0)]
+    """Another process on one of 2 cores: this one runs on 1 core's worth, none is
+    idle, and its threads waited for a core: a thread comes off. It stays off while
+    the other process runs (none idle, though the smaller team waits no more);
+    the interval after it ends shows the core idle, and the full team is back (no
+    probing, no backoff)."""
+    busy = [(0.25, 1.0, 0.0, 0.8)] + [(0.25, 1.0, 0.0, 0.0)] * 3
+    ended = [(0.25, 1.0, 1.0, 0.0), (0.25, 2.0, 0.0, 0.0)]
     assert governed(busy + ended)[0] == [1, 1, 1, 1, 0, 0]
 
 
 def test_governor_counts_this_processs_other_threads_as_its_own():
     """Another runtime's pool in this process (ONNX Runtime's spinning threads, a
-    data loader) runs beside the kernels: both cores are this process's, nothing
-    is missing, the team stays whole."""
-    assert governed([(0.25, 2.0, 0.0)] * 4)[0] == [0, 0, 0, 0]
-    assert governed([(0.25, 3.9, 0.1)] * 2, n=4, cores=4)[0] == [0, 0]
+    data loader) runs beside the kernels, and both wait for cores: the cores are
+    this process's all the same, no other holds one, the team stays whole."""
+    assert governed([(0.25, 2.0, 0.0, 1.0)] * 4)[0] == [0, 0, 0, 0]
+    assert governed([(0.25, 3.9, 0.1, 2.0)] * 2, n=4, cores=4)[0] == [0, 0]
+
+
+def test_governor_ignores_processes_that_ran_while_this_one_was_idle():
+    """A benchmark's peers take turns: the other ran on both cores while this one
+    waited for its turn, and this one never waited for a core."""
+    assert governed([(0.25, 0.5, 0.0, 0.0)] * 3)[0] == [0, 0, 0]
 
 
 def test_governor_leaves_one_thread_and_quiet_machines_alone():
-    quiet = [(0.25, 0.1, 1.9), (0.25, 2.0, 0.0)]
+    quiet = [(0.25, 0.1, 1.9, 0.0), (0.25, 2.0, 0.0, 0.0)]
     assert governed(quiet)[0] == [0, 0]
-    assert governed([(0.25, 1.0, 0.0)], n=1)[0] == [0]
-    assert governed([(0.25, 1.0, 0.0)] * 2, n=8, cores=8)[0] == [7, 7]
+    assert governed([(0.25, 1.0, 0.0, 1.0)], n=1)[0] == [0]
+    assert governed([(0.25, 1.0, 0.0, 7.0)] * 2, n=8, cores=8)[0] == [7, 7]
 
 
 LIVE = """
