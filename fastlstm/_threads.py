@@ -54,7 +54,7 @@ class _Governor:
     processes held it, and this process waited for it. Either alone is not enough:
     another runtime's pool in this process makes the kernels wait, but holds no
     core of another process (counting waits alone took it for a competing
-    process: 0.57 of the speed beside ONNX Runtime's pool, issue 26); another
+    process: 0.57 of the speed beside ONNX Runtime's pool, on a Zen 2); another
     process that ran while this one was idle (a peer of a benchmark taking turns)
     was no competition. A cut team stays cut while other processes hold the
     cores, and is whole again the first interval that finds them idle or ours."""
