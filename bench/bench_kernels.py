@@ -272,8 +272,9 @@ def main(argv=None):
                     help="time each peer in a process of its own (still interleaved), "
                     "to rule out that the peers' thread pools interfere")
     ap.add_argument("--compile-times", action="store_true",
-                    help="first time the Numba kernels' compilation, cold and from the "
-                    "disk cache, in fresh processes (about 3 minutes)")
+                    help="time the Numba kernels' compilation, cold and from the disk "
+                    "cache, in fresh processes: warm_up(), and the first train of each "
+                    "cell and dtype (about 10 minutes on 2 cores)")
     args = ap.parse_args(argv)
 
     backends = args.backends or fastlstm.available_backends()
@@ -399,23 +400,48 @@ _numba.warm_up()
 print(t1 - t0, time.perf_counter() - t1)
 """
 
+# What a user's first call is: one epoch of fastlstm.train of a small model of one
+# cell and dtype on the Numba backend, from the import on.
+_FIRST_TRAIN = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+import fastlstm
+model = fastlstm.Model.for_series(2, cell={cell!r}, hidden_size=8, dtype={dtype!r},
+                                  backend="numba")
+X = np.zeros((4, 6, 2))
+fastlstm.train(model, X, X, epochs=1, batch_size=2, seq_len=3, progress=False)
+print(time.perf_counter() - t0)
+"""
+
+
+def _fresh_runs(code, n):
+    """The numbers code prints, in n fresh processes that share a disk cache of
+    their own, empty before the first."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        return [[float(t) for t in subprocess.run(
+            [sys.executable, "-c", code], env=env, check=True, capture_output=True,
+            text=True).stdout.split()] for _ in range(n)]
+
 
 def compile_times():
     """The Numba kernels' warm_up() in two fresh processes on an empty disk cache
-    of their own: compiled cold, then loaded from that cache."""
-    import subprocess
-    import tempfile
+    of their own: compiled cold, then loaded from that cache; and the first
+    fastlstm.train of each cell and dtype, cold and warm, likewise."""
     import numba
-    times = []
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        for _ in range(2):
-            out = subprocess.run([sys.executable, "-c", _WARM_UP], env=env, check=True,
-                                 capture_output=True, text=True).stdout.split()
-            times.append([float(t) for t in out])
-    (_, cold), (imported, cached) = times
-    return (f"numba {numba.__version__}: warm_up() {cold:.1f} s cold, {cached:.2f} s from "
-            f"the disk cache (import of fastlstm._numba {imported:.2f} s)")
+    (_, cold), (imported, cached) = _fresh_runs(_WARM_UP, 2)
+    lines = [f"numba {numba.__version__}: warm_up() {cold:.1f} s cold, {cached:.2f} s from "
+             f"the disk cache (import of fastlstm._numba {imported:.2f} s)", "",
+             "| first fastlstm.train | dtype | cold s | warm s |", "|---|---|---|---|"]
+    for cell in GATES:
+        for dtype in ("float32", "float64"):
+            (first,), (again,) = _fresh_runs(_FIRST_TRAIN.format(cell=cell, dtype=dtype), 2)
+            lines.append(f"| {cell} | {dtype} | {first:.1f} | {again:.2f} |")
+            print(lines[-1], file=sys.stderr, flush=True)
+    return "\n".join(lines)
 
 
 def numba_table(rows):
