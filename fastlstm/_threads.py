@@ -12,14 +12,15 @@ import time
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 
-def _cores():
+def _cpus():
+    """The cpus this process may run on."""
     try:
-        return len(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        return list(range(os.cpu_count() or 1))
 
 
-_num_threads = _cores()
+_num_threads = len(_cpus())
 _chosen = False          # set_num_threads or threads() has been called
 _blas_limits = None
 
@@ -62,8 +63,7 @@ class _Governor:
     INTERVAL = 0.25
 
     def __init__(self):
-        self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else list(range(os.cpu_count() or 1))
+        self.cpus = _cpus()
         self.enabled = (os.environ.get("FASTLSTM_ADAPTIVE_THREADS", "1") != "0"
                         and os.path.exists("/proc/stat"))
         self.cut = 0            # threads taken off the count set

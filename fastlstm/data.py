@@ -172,7 +172,8 @@ def speaker_recordings(n_per_speaker=30, n_speakers=9, seed=0):
     cepstrum-like coefficients, 7 <= T_i <= 29 frames. Each speaker has a mean
     trajectory over the vowel (a level, a slope and a curve per coefficient); a
     recording samples it at its own pace and adds its own offset and noise. The
-    speakers are the same for every seed, which draws the recordings. Returns (list of n_per_speaker * n_speakers float64 arrays, labels (N,) str
+    speakers are the same for every seed, which draws the recordings. Returns
+    (list of n_per_speaker * n_speakers float64 arrays, labels (N,) str
     "speaker 1", ...), in a shuffled order."""
     voices = np.random.default_rng(n_speakers)   # the same speakers whatever the seed
     level, slope, curve = (voices.normal(0.0, 0.6, (n_speakers, 12)) for _ in range(3))

@@ -203,7 +203,7 @@ def _read_checked(archive, max_bytes):
         raise _Refused("holds the last epoch's weights of some parameters only")
     headers = {name: _header(archive, info, name) for name, info in members.items()}
     total = 0
-    for name, (shape, dtype, _) in headers.items():
+    for name, (shape, dtype, nbytes) in headers.items():
         want_shape, want_kind = wanted[name]
         if want_kind == "int":
             if shape != () or dtype.kind not in "iu":
@@ -211,7 +211,7 @@ def _read_checked(archive, max_bytes):
         elif dtype != want_kind or shape != want_shape:
             raise _Refused(f"{name} is {dtype} {shape}, the model wants {want_kind} "
                            f"{want_shape}")
-        total += math.prod(shape) * dtype.itemsize
+        total += nbytes
     if total > max_bytes:
         raise _Refused(f"its arrays take {total} bytes, more than max_bytes = {max_bytes} "
                        f"(pass a larger max_bytes to load it)")
@@ -311,10 +311,11 @@ def _wanted(meta):
     optimizer's counters."""
     model = _planned(meta.get("model"))
     dtype = model.dtype
-    wanted = {f"param/{k}": (shape, dtype) for k, shape in model.param_shapes().items()}
+    shapes = model.param_shapes()
+    wanted = {f"param/{k}": (shape, dtype) for k, shape in shapes.items()}
     if meta.get("train") is not None:
         optimizer = OPTIMIZERS[meta["train"]["optimizer"]["name"]]
-        for k, shape in model.param_shapes().items():
+        for k, shape in shapes.items():
             wanted[f"last/{k}"] = (shape, dtype)
             wanted.update({f"optim/{slot}/{k}": (shape, dtype) for slot in optimizer.slots})
         wanted.update({f"optim/{name}": ((), "int") for name in optimizer.counters})

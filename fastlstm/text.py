@@ -80,7 +80,8 @@ class CharLM:
             raise ValueError(f"model: expected a token model over {len(self.vocab)} chars")
         self.model = model
         known = set(self.vocab.chars)
-        self.contexts = [c for c in (contexts or DEFAULT_CONTEXTS) if isinstance(c, str) and set(c) <= known] \
+        self.contexts = [c for c in (contexts or DEFAULT_CONTEXTS)
+                         if isinstance(c, str) and set(c) <= known] \
             or [""]
 
     def checkpoint_extra(self):
