@@ -11,12 +11,20 @@ Shapes: x (T, B, I); Wx (I, G*H); Wh (H, G*H); b (G*H,); h0, c0 (B, H);
 y, dy (T, B, H); G = 1 (RNN), 4 (LSTM), 3 (GRU). One dtype per call: float32 or
 float64, taken from x.
 
+precision None (the dtype's own) or "bf16" (float32 only): mixed precision, every
+product of the forward and the backward on operands rounded to bf16, summed in
+fp32; the state, the gates and the sums stay fp32; the cache holds x, Wx, Wh so
+rounded, and the precision, which the backward follows (docs/DESIGN.md, "bf16"). Where the CPU has no bf16 dot product, the cython
+backend runs the same sums on fp32 FMAs and warns once.
+
 lengths (B,) int, 1 <= lengths[b] <= T, or None (every row runs all T steps): past
 its length a row's state stays, its outputs are 0 and dy there counts for nothing;
 the final state is each row's state at its own end. The backends take the rows
 sorted longest first (docs/DESIGN.md, "The kernel contract"): this module sorts
 them where they are not, and puts every result back in the caller's order.
 """
+import warnings
+
 import numpy as np
 
 from . import _cy
@@ -31,9 +39,11 @@ except ImportError:
     _compiled_all_finite = None
 
 __all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
-           "gru_forward", "gru_backward", "available_backends"]
+           "gru_forward", "gru_backward", "available_backends", "check_precision"]
 
 _DTYPES = (np.float32, np.float64)
+PRECISIONS = (None, "bf16")
+_warned_emulated = []
 
 
 def _array(name, a, shape, dtype, shape_text, optional=False):
@@ -91,6 +101,29 @@ def _inputs(G, x, Wx, Wh):
     return x, Wx, Wh, (T, B, I, H)
 
 
+def check_precision(precision, dtype, backend="auto"):
+    """precision checked for a model of dtype on backend: None or "bf16". A
+    ValueError for another value or for bf16 on float64; bf16 on the cython
+    backend of a CPU without a bf16 dot product warns once (RuntimeWarning) that
+    it runs emulated, the same numbers more slowly."""
+    if not (precision is None or isinstance(precision, str) and precision in PRECISIONS):
+        raise ValueError(f"precision: expected None or 'bf16', got {precision!r}")
+    if precision is None:
+        return None
+    if np.dtype(dtype) != np.float32:
+        raise ValueError(f"precision='bf16' needs float32 (bf16 operands, fp32 sums and "
+                         f"state), got {np.dtype(dtype).name}")
+    name = get_backend(backend).name
+    if name.startswith("cython") and not _warned_emulated:
+        kernel, why = _cy.bf16_kernel(name.partition(":")[2] or None)
+        if kernel == "emulated":
+            _warned_emulated.append(why)
+            warnings.warn(f"precision='bf16' runs emulated on fp32 FMAs ({why}): the same "
+                          "numbers as bf16 dot products, about half their speed",
+                          RuntimeWarning, stacklevel=3)
+    return precision
+
+
 def lengths_array(lengths, T, B, rows="B", steps="T"):
     """lengths checked against T steps and B rows, as an intp array (B,), or None
     where every row runs all T steps (None given, or all lengths T): a TypeError or
@@ -130,6 +163,9 @@ def _cache(cache, cell):
             raise ValueError(f"cache[{k!r}]: expected a C-contiguous {x.dtype} array of "
                              f"shape {want[k]}, got {getattr(a, 'shape', type(a))}; "
                              f"pass the cache returned by {cell}_forward unchanged")
+    if cache.get("precision") not in PRECISIONS:
+        raise ValueError(f"cache['precision']: expected None or 'bf16'; pass the cache "
+                         f"returned by {cell}_forward unchanged")
     lengths = cache.get("lengths")
     if lengths is not None and (not isinstance(lengths, np.ndarray) or lengths.shape != (B,)
                                 or lengths.dtype != np.intp):
@@ -150,10 +186,11 @@ def _grads(T, B, H, dtype, dy, **final):
                    for k, v in final.items()]
 
 
-def _forward(cell, backend, cache, lengths, x, Wx, Wh, biases, states):
+def _forward(cell, backend, cache, lengths, x, Wx, Wh, biases, states, precision):
     """The forward of cell on checked arrays: sort the rows by length, run the
     backend, put y and the final state back in the caller's order. states are the
     initial states (B, H), biases the checked bias vectors."""
+    precision = check_precision(precision, x.dtype, backend)
     given = (x, Wx, Wh) + tuple(states)
     T, B = x.shape[:2]
     order, lengths, (x, *states) = sort_rows(lengths_array(lengths, T, B),
@@ -163,7 +200,8 @@ def _forward(cell, backend, cache, lengths, x, Wx, Wh, biases, states):
         arrays = _kept(zip(arrays, given))
     x, Wx, Wh, *states = arrays
     out = getattr(get_backend(backend), f"{cell}_forward")(
-        x, Wx, Wh, *biases, *states, cache=bool(cache), lengths=lengths)
+        x, Wx, Wh, *biases, *states, cache=bool(cache), lengths=lengths,
+        precision=precision)
     y, finals, kept = out[0], out[1:-1], out[-1]
     if kept is not None:
         kept["order"] = order
@@ -187,12 +225,13 @@ def _backward(cell, backend, cache, dy, finals):
         + tuple(put(d0, order, 0) for d0 in out[-n_states:])
 
 
-def rnn_forward(x, Wx, Wh, b, h0=None, *, lengths=None, backend="auto", cache=True):
+def rnn_forward(x, Wx, Wh, b, h0=None, *, lengths=None, backend="auto", cache=True,
+                precision=None):
     """tanh RNN over a sequence.  Returns y (T, B, H), hT (B, H), cache."""
     x, Wx, Wh, (T, B, I, H) = _inputs(1, x, Wx, Wh)
     b = _array("b", b, (H,), x.dtype, "(H,)")
     h0 = _array("h0", h0, (B, H), x.dtype, "(B, H)", optional=True)
-    return _forward("rnn", backend, cache, lengths, x, Wx, Wh, (b,), (h0,))
+    return _forward("rnn", backend, cache, lengths, x, Wx, Wh, (b,), (h0,), precision)
 
 
 def rnn_backward(cache, dy=None, dhT=None, *, backend="auto"):
@@ -204,13 +243,13 @@ def rnn_backward(cache, dy=None, dhT=None, *, backend="auto"):
 
 
 def lstm_forward(x, Wx, Wh, b, h0=None, c0=None, *, lengths=None, backend="auto",
-                 cache=True):
+                 cache=True, precision=None):
     """LSTM (gates i, f, g, o) over a sequence.  Returns y (T, B, H), hT, cT (B, H), cache."""
     x, Wx, Wh, (T, B, I, H) = _inputs(4, x, Wx, Wh)
     b = _array("b", b, (4 * H,), x.dtype, "(4H,)")
     h0 = _array("h0", h0, (B, H), x.dtype, "(B, H)", optional=True)
     c0 = _array("c0", c0, (B, H), x.dtype, "(B, H)", optional=True)
-    return _forward("lstm", backend, cache, lengths, x, Wx, Wh, (b,), (h0, c0))
+    return _forward("lstm", backend, cache, lengths, x, Wx, Wh, (b,), (h0, c0), precision)
 
 
 def lstm_backward(cache, dy=None, dhT=None, dcT=None, *, backend="auto"):
@@ -221,7 +260,8 @@ def lstm_backward(cache, dy=None, dhT=None, dcT=None, *, backend="auto"):
     return _backward("lstm", backend, cache, dy, dict(dhT=dhT, dcT=dcT))
 
 
-def gru_forward(x, Wx, Wh, bx, bh, h0=None, *, lengths=None, backend="auto", cache=True):
+def gru_forward(x, Wx, Wh, bx, bh, h0=None, *, lengths=None, backend="auto", cache=True,
+                precision=None):
     """GRU (PyTorch semantics, gates r, z, n) over a sequence.
 
     Returns y (T, B, H), hT (B, H), cache.
@@ -230,7 +270,8 @@ def gru_forward(x, Wx, Wh, bx, bh, h0=None, *, lengths=None, backend="auto", cac
     bx = _array("bx", bx, (3 * H,), x.dtype, "(3H,)")
     bh = _array("bh", bh, (3 * H,), x.dtype, "(3H,)")
     h0 = _array("h0", h0, (B, H), x.dtype, "(B, H)", optional=True)
-    return _forward("gru", backend, cache, lengths, x, Wx, Wh, (bx, bh), (h0,))
+    return _forward("gru", backend, cache, lengths, x, Wx, Wh, (bx, bh), (h0,),
+                    precision)
 
 
 def gru_backward(cache, dy=None, dhT=None, *, backend="auto"):

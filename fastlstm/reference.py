@@ -30,6 +30,30 @@ def sigmoid(a):
     return 1.0 / (1.0 + np.exp(-a))
 
 
+def round_bf16(a):
+    """float32 a rounded to bf16 (8 bits of mantissa; to nearest, ties to even),
+    as float32: the upper 16 bits of each number's fp32 encoding."""
+    bits = np.array(a, np.float32, order="C").view(np.uint32)
+    bits = (bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) & np.uint32(0xFFFF0000)
+    return bits.view(np.float32)
+
+
+def _rounding(cache):
+    """What the backward's operands go through: round_bf16 where the forward ran
+    in bf16 (its cache says so), else nothing."""
+    return round_bf16 if cache.get("precision") == "bf16" else (lambda a: a)
+
+
+def _operands(precision, x, Wx, Wh):
+    """What the forward multiplies: x, Wx, Wh and the map h_{t-1} goes through
+    before its product; with precision "bf16" each rounded to bf16 (docs/DESIGN.md,
+    "bf16"). A product of two bf16 numbers is exact in float32, so the float32
+    sums of NumPy's @ on them are the kernels' bf16 dot products."""
+    if precision is None:
+        return x, Wx, Wh, lambda h: h
+    return round_bf16(x), round_bf16(Wx), round_bf16(Wh), round_bf16
+
+
 def _h_prev(y, h0, t):
     return h0 if t == 0 else y[t - 1]
 
@@ -53,12 +77,15 @@ def _out(alive, h):
 # ----------------------------------------------------------------------------- RNN
 
 
-def rnn_forward(x, Wx, Wh, b, h0, cache=True, lengths=None):
+def rnn_forward(x, Wx, Wh, b, h0, cache=True, lengths=None, precision=None):
     """h_t = tanh(x_t Wx + h_{t-1} Wh + b).  Returns y (T, B, H), hT (B, H), cache.
 
     lengths (B,) int, 1 <= lengths[b] <= T, or None (every row runs T steps): past
     a row's length its state stays and its outputs are 0, and hT is each row's
-    state at its own end (likewise in every forward below)."""
+    state at its own end (likewise in every forward below). precision None, or
+    "bf16" (float32): x, Wx, Wh and h_{t-1} rounded to bf16 before their products,
+    and the cache holds x, Wx, Wh so rounded (likewise below)."""
+    x, Wx, Wh, mm = _operands(precision, x, Wx, Wh)
     T, B, _ = x.shape
     H = Wh.shape[0]
     y = np.empty((T, B, H), dtype=x.dtype)
@@ -66,20 +93,24 @@ def rnn_forward(x, Wx, Wh, b, h0, cache=True, lengths=None):
     for t in range(T):
         alive = _alive(lengths, t)
         # 1. x_t Wx, 2. h_{t-1} Wh, 3. h_t = tanh(... + b)
-        h_new = np.tanh(x[t] @ Wx + h @ Wh + b)
+        h_new = np.tanh(x[t] @ Wx + mm(h) @ Wh + b)
         h = _keep(alive, h_new, h)
         y[t] = _out(alive, h_new)
-    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, lengths=lengths) if cache else None
+    cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, lengths=lengths,
+                 precision=precision) if cache else None
     return y, np.array(h), cache
 
 
 def rnn_backward(cache, dy, dhT):
     """Gradients of a scalar loss L given dy = dL/dy (T, B, H) and dhT = dL/dhT (B, H).
 
-    Returns dx, dWx, dWh, db, dh0.
+    Returns dx, dWx, dWh, db, dh0. After a forward in bf16 (its cache says so),
+    dA_t is rounded to bf16 once db has it, and h_{t-1} before dWh's product: every
+    product of the backward on bf16 operands, as the forward's (likewise below).
     """
     x, Wx, Wh, h0, y = (cache[k] for k in ("x", "Wx", "Wh", "h0", "y"))
     lengths = cache.get("lengths")
+    mm = _rounding(cache)
     dx = np.zeros_like(x)
     dWx, dWh = np.zeros_like(Wx), np.zeros_like(Wh)
     db = np.zeros(Wh.shape[1], dtype=x.dtype)
@@ -92,10 +123,11 @@ def rnn_backward(cache, dy, dhT):
         dh_t = dh + dy[t]
         h_prev = _h_prev(y, h0, t)
         da = _out(alive, dh_t * (1.0 - y[t] ** 2))
+        db += da.sum(axis=0)
+        da = mm(da)
         # 6. the weight gradients and dx
         dWx += x[t].T @ da
-        dWh += h_prev.T @ da
-        db += da.sum(axis=0)
+        dWh += mm(h_prev).T @ da
         dx[t] = da @ Wx.T
         # 5. dh_{t-1} = dA_t Wh.T
         dh = _keep(alive, da @ Wh.T, dh)
@@ -105,12 +137,13 @@ def rnn_backward(cache, dy, dhT):
 # ---------------------------------------------------------------------------- LSTM
 
 
-def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True, lengths=None):
+def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True, lengths=None, precision=None):
     """a = x_t Wx + h_{t-1} Wh + b;  i, f, o = sigmoid(a_i, a_f, a_o);  g = tanh(a_g);
     c_t = f*c_{t-1} + i*g;  h_t = o*tanh(c_t).
 
     Returns y (T, B, H), hT, cT (B, H), cache.
     """
+    x, Wx, Wh, mm = _operands(precision, x, Wx, Wh)
     T, B, _ = x.shape
     H = Wh.shape[0]
     y = np.empty((T, B, H), dtype=x.dtype)
@@ -120,7 +153,7 @@ def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True, lengths=None):
     for t in range(T):
         alive = _alive(lengths, t)
         # 1. x_t Wx, 2. h_{t-1} Wh, + b
-        a = x[t] @ Wx + h_t @ Wh + b
+        a = x[t] @ Wx + mm(h_t) @ Wh + b
         # 3. the gate pass
         i = sigmoid(a[:, 0 * H:1 * H])
         f = sigmoid(a[:, 1 * H:2 * H])
@@ -133,7 +166,7 @@ def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True, lengths=None):
         gates[k] = np.concatenate([i, f, g, o], axis=1)
         c[k], y[t] = c_t, _out(alive, h_new)
     cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, c0=c0, y=y, c=c, gates=gates,
-                 lengths=lengths) if cache else None
+                 lengths=lengths, precision=precision) if cache else None
     return y, np.array(h_t), np.array(c_t), cache
 
 
@@ -142,6 +175,7 @@ def lstm_backward(cache, dy, dhT, dcT):
     x, Wx, Wh, h0, c0, y, c, gates = (
         cache[k] for k in ("x", "Wx", "Wh", "h0", "c0", "y", "c", "gates"))
     lengths = cache.get("lengths")
+    mm = _rounding(cache)
     H = Wh.shape[0]
     dx = np.zeros_like(x)
     dWx, dWh = np.zeros_like(Wx), np.zeros_like(Wh)
@@ -165,10 +199,11 @@ def lstm_backward(cache, dy, dhT, dcT):
             dg * (1.0 - g ** 2),
             do * o * (1.0 - o),
         ], axis=1))
+        db += da.sum(axis=0)
+        da = mm(da)
         # 6. the weight gradients and dx
         dWx += x[t].T @ da
-        dWh += h_prev.T @ da
-        db += da.sum(axis=0)
+        dWh += mm(h_prev).T @ da
         dx[t] = da @ Wx.T
         # 5. dh_{t-1} = dA_t Wh.T
         dh = _keep(alive, da @ Wh.T, dh)
@@ -179,12 +214,13 @@ def lstm_backward(cache, dy, dhT, dcT):
 # ----------------------------------------------------------------------------- GRU
 
 
-def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True, lengths=None):
+def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True, lengths=None, precision=None):
     """PyTorch's GRU: r = sigmoid(x Wx_r + bx_r + h Wh_r + bh_r), z likewise,
     n = tanh(x Wx_n + bx_n + r*(h Wh_n + bh_n)),  h_t = (1 - z)*n + z*h_{t-1}.
 
     Returns y (T, B, H), hT (B, H), cache.
     """
+    x, Wx, Wh, mm = _operands(precision, x, Wx, Wh)
     T, B, _ = x.shape
     H = Wh.shape[0]
     y = np.empty((T, B, H), dtype=x.dtype)
@@ -195,7 +231,7 @@ def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True, lengths=None):
         alive = _alive(lengths, t)
         # 1. x_t Wx + bx, 2. h_{t-1} Wh (+ bh)
         ax = x[t] @ Wx + bx
-        ah = h @ Wh + bh
+        ah = mm(h) @ Wh + bh
         k = t if cache else 0
         # 3. the gate pass
         r = sigmoid(ax[:, 0 * H:1 * H] + ah[:, 0 * H:1 * H])
@@ -207,7 +243,7 @@ def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True, lengths=None):
         gates[k] = np.concatenate([r, z, n], axis=1)
         y[t] = _out(alive, h_new)
     cache = dict(x=x, Wx=Wx, Wh=Wh, h0=h0, y=y, gates=gates, hn=hn,
-                 lengths=lengths) if cache else None
+                 lengths=lengths, precision=precision) if cache else None
     return y, np.array(h), cache
 
 
@@ -216,6 +252,7 @@ def gru_backward(cache, dy, dhT):
     x, Wx, Wh, h0, y, gates, hn = (
         cache[k] for k in ("x", "Wx", "Wh", "h0", "y", "gates", "hn"))
     lengths = cache.get("lengths")
+    mm = _rounding(cache)
     H = Wh.shape[0]
     dx = np.zeros_like(x)
     dWx, dWh = np.zeros_like(Wx), np.zeros_like(Wh)
@@ -236,11 +273,12 @@ def gru_backward(cache, dy, dhT):
         daz = dz * z * (1.0 - z)
         dax = _out(alive, np.concatenate([dar, daz, dan], axis=1))
         dah = _out(alive, np.concatenate([dar, daz, dan * r], axis=1))
-        # 6. the weight gradients and dx
-        dWx += x[t].T @ dax
-        dWh += h_prev.T @ dah
         dbx += dax.sum(axis=0)
         dbh += dah.sum(axis=0)
+        dax, dah = mm(dax), mm(dah)
+        # 6. the weight gradients and dx
+        dWx += x[t].T @ dax
+        dWh += mm(h_prev).T @ dah
         dx[t] = dax @ Wx.T
         # 5. dh_{t-1} = z dh_t + dAH_t Wh.T
         dh = _keep(alive, dh_t * z + dah @ Wh.T, dh)

@@ -190,6 +190,173 @@ cdef extern from "panel_gemm.h" nogil:
                             long cstride, int add, const double* bias)
 
 
+cdef extern from "panel_gemm.h" nogil:
+    ctypedef unsigned int fl_bf2
+    const int FL_BF16_DP, FL_BF16_EMULATED, FL_BF16_NATIVE
+    unsigned int fl_bf16_round(float x)
+    float fl_bf16_float(unsigned int bits)
+    void fl_panel_gemm_bf(int mode, int a_trans, long M, long K, long npanels,
+                          const fl_bf2* A, long lda, const fl_bf2* P, long pstride,
+                          float* C, long ldc, long cstride, int add, const float* bias)
+
+
+# bf16 (docs/DESIGN.md, "bf16"): with bf16, a forward's GEMM operands are bf16
+# numbers, two of consecutive k to an fl_bf2 (panel_gemm.h), summed into fp32.
+ctypedef struct Bf16:
+    int mode            # 0 (the dtype's own precision), FL_BF16_EMULATED or _NATIVE
+    const fl_bf2* x     # x (T, B, I) in pairs (T, B, ceil(I/2))
+    fl_bf2* h           # (2, B, ceil(H/2)): h_t in pairs at t % 2, h0 at 1
+    Py_ssize_t B        # the batch's rows, running or not
+
+
+cdef inline void round_pairs(const float* a, fl_bf2* p, Py_ssize_t n) noexcept nogil:
+    """p[:ceil(n/2)] := a[:n] rounded to bf16 in pairs, 0 beside an odd last."""
+    cdef Py_ssize_t k
+    for k in range(n // 2):
+        p[k] = fl_bf16_round(a[2 * k]) | (fl_bf16_round(a[2 * k + 1]) << 16)
+    if n % 2:
+        p[n // 2] = fl_bf16_round(a[n - 1])
+
+
+cdef inline void pack_gate_blocks_bf16(const float* W, fl_bf2* Wp, Py_ssize_t K,
+                                       Py_ssize_t G, Py_ssize_t H, Py_ssize_t q0,
+                                       Py_ssize_t q1, Py_ssize_t pstride=0) noexcept nogil:
+    """pack_gate_blocks in bf16: panel (q, k) holds ceil(K/2) pairs of rows (2m,
+    2m+1) of W's columns, rounded to bf16; 0 past unit H and past row K."""
+    cdef Py_ssize_t U = FL_VBYTES // sizeof(float), K2 = (K + 1) // 2
+    if pstride == 0:
+        pstride = K2 * U
+    cdef Py_ssize_t q, k, m, u, w
+    cdef fl_bf2* panel
+    cdef const float* row
+    cdef unsigned int odd
+    for m in range(K2):
+        for q in range(q0, q1):
+            w = min(U, H - q * U)
+            for k in range(G):
+                panel = Wp + (q * G + k) * pstride + m * U
+                row = W + 2 * m * G * H + k * H + q * U
+                for u in range(w):
+                    odd = fl_bf16_round(row[G * H + u]) if 2 * m + 1 < K else 0
+                    panel[u] = fl_bf16_round(row[u]) | (odd << 16)
+                for u in range(w, U):
+                    panel[u] = 0
+
+
+cdef inline void step_gemm_bf16(int mode, const fl_bf2* h, const fl_bf2* Wp, float* S,
+                                Py_ssize_t B, Py_ssize_t H, Py_ssize_t G, Py_ssize_t q0,
+                                Py_ssize_t q1) noexcept nogil:
+    """step_gemm on bf16 operands: h (B, ceil(H/2)) pairs, Wp from
+    pack_gate_blocks_bf16(Wh, ...)."""
+    cdef Py_ssize_t U = FL_VBYTES // sizeof(float), H2 = (H + 1) // 2
+    cdef Py_ssize_t n = (q1 - q0) * U, q
+    if G == 1:
+        fl_panel_gemm_bf(mode, False, B, H2, q1 - q0, h, H2, Wp + q0 * H2 * U, H2 * U, S,
+                         n, U, False, NULL)
+        return
+    for q in range(q0, q1):
+        fl_panel_gemm_bf(mode, False, B, H2, G, h, H2, Wp + q * G * H2 * U, H2 * U,
+                         S + (q - q0) * U, G * n, n, False, NULL)
+
+
+ctypedef struct Bf16Grads:
+    int mode            # 0 (the dtype's own precision), FL_BF16_EMULATED or _NATIVE
+    fl_bf2* dA          # (T, B, G*ceil(H/2)) dA (the GRU's dAH) in gate_pairs
+    fl_bf2* dAX         # the same of the GRU's dAX (dA itself for the others)
+    fl_bf2* rows        # scratch, GRAD_ROWS/2 * max(I, H) pairs a thread (weight_grads)
+    Py_ssize_t B        # the batch's rows, running or not
+
+
+cdef inline void gate_pairs(const float* a, fl_bf2* p, Py_ssize_t G, Py_ssize_t H,
+                            Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """Units [j0, j1) (j0 even) of each gate block of a row a (G*H,) into p, the
+    row's gate-local pairs (G*ceil(H/2),): pair k*ceil(H/2) + m holds columns
+    k*H + 2m and k*H + 2m + 1 (0 past H), so that a pair never spans two gate
+    blocks, nor two threads' units."""
+    cdef Py_ssize_t k, H2 = (H + 1) // 2
+    for k in range(G):
+        round_pairs(a + k * H + j0, p + k * H2 + j0 // 2, j1 - j0)
+
+
+cdef inline void round_grads(const Bf16Grads* bg, fl_bf2* pairs, Py_ssize_t t,
+                             Py_ssize_t r, floating* dA, Py_ssize_t G, Py_ssize_t H,
+                             Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """With bf16 (bg.mode), units [j0, j1) of row r of dA_t (a row (G*H,), once db
+    has it): rounded to bf16 in place, and into pairs (bg.dA or bg.dAX)."""
+    cdef Py_ssize_t k, j
+    cdef float* a = <float*>dA
+    if bg.mode == 0:
+        return
+    for k in range(G):
+        for j in range(j0, j1):
+            a[k * H + j] = fl_bf16_float(fl_bf16_round(a[k * H + j]))
+    gate_pairs(a, pairs + (t * bg.B + r) * G * ((H + 1) // 2), G, H, j0, j1)
+
+
+cdef inline void interleave_rows(const float* X, Py_ssize_t K, Py_ssize_t width,
+                                 fl_bf2* out) noexcept nogil:
+    """out (ceil(K/2), width) := the rows of X (K, width) rounded to bf16, paired:
+    out[m, i] holds X[2m, i] and X[2m + 1, i] (0 past row K): X.T's pairs along K,
+    as the panel kernel takes an A given transposed."""
+    cdef Py_ssize_t m, i
+    cdef const float* even
+    for m in range(K // 2):
+        even = X + 2 * m * width
+        for i in range(width):
+            out[m * width + i] = fl_bf16_round(even[i]) | (fl_bf16_round(even[width + i]) << 16)
+    if K % 2:
+        even = X + (K - 1) * width
+        for i in range(width):
+            out[(K // 2) * width + i] = fl_bf16_round(even[i])
+
+
+cdef inline void pack_unit_blocks_bf16(const float* W, fl_bf2* Wp, Py_ssize_t R,
+                                       Py_ssize_t G, Py_ssize_t H, Py_ssize_t q0,
+                                       Py_ssize_t q1) noexcept nogil:
+    """W (R, G*H) as bf16 panels for dA @ W.T, dA in gate_pairs: unit block q
+    (rows q*U + u of W) is the (G*ceil(H/2), U) panel at Wp + q*G*ceil(H/2)*U,
+    its pair k*ceil(H/2) + m from W[q*U + u, k*H + 2m] and the column after it
+    (0 past H); 0 past row R. Packed by the thread that owns the blocks."""
+    cdef Py_ssize_t U = FL_VBYTES // sizeof(float), H2 = (H + 1) // 2, K2 = G * H2
+    cdef Py_ssize_t q, k, m, u, w
+    cdef fl_bf2* panel
+    cdef const float* row
+    cdef unsigned int odd
+    for q in range(q0, q1):
+        panel = Wp + q * K2 * U
+        w = min(U, R - q * U)
+        for u in range(w):
+            row = W + (q * U + u) * G * H
+            for k in range(G):
+                for m in range(H2):
+                    odd = fl_bf16_round(row[k * H + 2 * m + 1]) if 2 * m + 1 < H else 0
+                    panel[(k * H2 + m) * U + u] = fl_bf16_round(row[k * H + 2 * m]) | (odd << 16)
+        for u in range(w, U):
+            for m in range(K2):
+                panel[m * U + u] = 0
+
+
+cdef inline const fl_bf2* bf16_inputs(const Bf16* bf, Py_ssize_t t0, Py_ssize_t B,
+                                      Py_ssize_t I) noexcept nogil:
+    """With bf16, x's pairs from step t0; NULL without."""
+    if bf == NULL or bf.mode == 0:
+        return NULL
+    return bf.x + t0 * B * ((I + 1) // 2)
+
+
+cdef inline void round_state(const Bf16* bf, Py_ssize_t t, const floating* y_t,
+                             Py_ssize_t B, Py_ssize_t H, Py_ssize_t j0,
+                             Py_ssize_t j1) noexcept nogil:
+    """With bf16, units [j0, j1) of h_t, rows [0, B) of y_t (B, H), into bf.h's
+    pairs for step t+1; j0 is even (whole panels)."""
+    cdef Py_ssize_t r, H2 = (H + 1) // 2
+    if bf == NULL or bf.mode == 0:
+        return
+    for r in range(B):
+        round_pairs(<const float*>y_t + r * H + j0,
+                    bf.h + (t % 2) * bf.B * H2 + r * H2 + j0 // 2, j1 - j0)
+
+
 cdef inline Py_ssize_t panel_units(const floating* like) noexcept nogil:
     """U, the units (columns) of one panel for this dtype: one SIMD vector."""
     return FL_VBYTES // sizeof(floating)
@@ -301,12 +468,29 @@ cdef inline void pack_unit_blocks(const floating* W, floating* Wp, Py_ssize_t H,
                     panel[k * U + u] = 0
 
 
+cdef inline void pack_recurrent(const floating* Wh, floating* Whp, Py_ssize_t H,
+                                Py_ssize_t G, Py_ssize_t q0, Py_ssize_t q1,
+                                const Bf16* bf=NULL) noexcept nogil:
+    """Wh (H, G*H) into Whp for step_gemm: pack_gate_blocks, or with bf16 (Whp's
+    room holds the bf16 panels) pack_gate_blocks_bf16."""
+    if bf != NULL and bf.mode:
+        pack_gate_blocks_bf16(<const float*>Wh, <fl_bf2*>Whp, H, G, H, q0, q1)
+    else:
+        pack_gate_blocks(Wh, Whp, H, G, H, q0, q1)
+
+
 cdef inline void step_gemm(const floating* h, const floating* Wp, floating* S,
                            Py_ssize_t B, Py_ssize_t H, Py_ssize_t G, Py_ssize_t q0,
-                           Py_ssize_t q1) noexcept nogil:
+                           Py_ssize_t q1, const Bf16* bf=NULL,
+                           Py_ssize_t t=0) noexcept nogil:
     """S (B, G, n) := h (B, H) @ Wh's columns for the unit blocks [q0, q1), from
-    pack_gate_blocks; n = (q1 - q0)*U, gate k of the block's unit j at S[r, k, j]."""
+    pack_recurrent; n = (q1 - q0)*U, gate k of the block's unit j at S[r, k, j].
+    With bf16 (bf.mode) h_{t-1} comes from bf.h's pairs at step t."""
     cdef Py_ssize_t U = panel_units(h), n = (q1 - q0) * U, q
+    if bf != NULL and bf.mode:
+        step_gemm_bf16(bf.mode, bf.h + ((t + 1) % 2) * bf.B * ((H + 1) // 2),
+                       <const fl_bf2*>Wp, <float*>S, B, H, G, q0, q1)
+        return
     if G == 1:
         # one gate block: the blocks' panels lie one after the other, and their
         # columns too, so one call takes them all and its tiles are whole
@@ -352,12 +536,30 @@ cdef inline void step_projection(const floating* x, const floating* Wxp, const f
                    False, False, bp + v0 * U)
 
 
+cdef inline void pack_transposed(const floating* Wh, floating* WhTp, Py_ssize_t H,
+                                 Py_ssize_t G, Py_ssize_t q0, Py_ssize_t q1,
+                                 const Bf16Grads* bg=NULL) noexcept nogil:
+    """Wh (H, G*H) into WhTp for step_grad_gemm: pack_unit_blocks, or with bf16
+    (WhTp's room holds the bf16 panels) pack_unit_blocks_bf16."""
+    if bg != NULL and bg.mode:
+        pack_unit_blocks_bf16(<const float*>Wh, <fl_bf2*>WhTp, H, G, H, q0, q1)
+    else:
+        pack_unit_blocks(Wh, WhTp, H, G * H, q0, q1)
+
+
 cdef inline void step_grad_gemm(const floating* dA, const floating* Wp, floating* D,
                                 Py_ssize_t B, Py_ssize_t H, Py_ssize_t N, Py_ssize_t q0,
-                                Py_ssize_t q1, bint add) noexcept nogil:
-    """D[:, units of blocks q0:q1] (+)= dA (B, N) @ Wh.T, from pack_unit_blocks;
-    D is (B, padded_units(H, U))."""
-    cdef Py_ssize_t U = panel_units(dA)
+                                Py_ssize_t q1, bint add, const Bf16Grads* bg=NULL,
+                                Py_ssize_t t=0) noexcept nogil:
+    """D[:, units of blocks q0:q1] (+)= dA (B, N) @ Wh.T, from pack_transposed;
+    D is (B, padded_units(H, U)). With bf16, dA_t comes from bg.dA's pairs."""
+    cdef Py_ssize_t U = panel_units(dA), K2
+    if bg != NULL and bg.mode:
+        K2 = N // H * ((H + 1) // 2)
+        fl_panel_gemm_bf(bg.mode, False, B, K2, q1 - q0, bg.dA + t * bg.B * K2,
+                         K2, <const fl_bf2*>Wp + q0 * K2 * U, K2 * U,
+                         <float*>D + q0 * U, padded_units(H, U), U, add, NULL)
+        return
     panel_gemm(B, N, q1 - q0, dA, N, Wp + q0 * N * U, N * U, D + q0 * U,
                padded_units(H, U), U, add)
 
@@ -388,6 +590,20 @@ cdef inline void rows_times_panels(const floating* A, Py_ssize_t lda, Py_ssize_t
         r0 += mc
 
 
+cdef inline void rows_times_panels_bf16(int mode, const fl_bf2* A, Py_ssize_t lo,
+                                        Py_ssize_t hi, Py_ssize_t K2, const fl_bf2* Wp,
+                                        Py_ssize_t N, float* C,
+                                        const float* bias) noexcept nogil:
+    """rows_times_panels on bf16 operands: A (rows, K2) pairs, Wp from
+    pack_gate_blocks_bf16(W, Wp, 2*K2 or 2*K2 - 1, 1, N, ...)."""
+    cdef Py_ssize_t U = FL_VBYTES // sizeof(float), r0 = lo
+    cdef Py_ssize_t mc = max(1, ROW_BLOCK_ELEMENTS // K2)
+    while r0 < hi:
+        fl_panel_gemm_bf(mode, False, min(mc, hi - r0), K2, N // U, A + r0 * K2, K2, Wp,
+                         K2 * U, C + r0 * N, N, U, False, bias)
+        r0 += mc
+
+
 cdef inline Py_ssize_t running(const Py_ssize_t* active, Py_ssize_t t,
                                Py_ssize_t B) noexcept nogil:
     """Rows still running at step t: the first active[t] of the B (the rows are
@@ -409,11 +625,15 @@ cdef inline Py_ssize_t running_rows(const Py_ssize_t* active, Py_ssize_t T,
 cdef inline void input_projection(const floating* x, const floating* Wx, const floating* b,
                                   floating* A, floating* Wxp, Py_ssize_t T, Py_ssize_t B,
                                   Py_ssize_t I, Py_ssize_t N, const Py_ssize_t* active,
-                                  int n_threads, bint pack=True) noexcept nogil:
+                                  int n_threads, bint pack=True, int bf16=0,
+                                  const fl_bf2* xb=NULL) noexcept nogil:
     """A := x @ Wx + b for x (T, B, I), Wx (I, N), b (N,), A (T, B, N), the rows of
     each step that are still running (running()) only; rows split across threads.
     Wxp is scratch of I*N elements for Wx's panels; without pack, it holds them
-    already (a later window of the same forward)."""
+    already (a later window of the same forward). With bf16 (a mode of
+    fl_panel_gemm_bf) and N whole panels, x comes from xb, its pairs
+    (bf16_inputs), and Wx's panels are bf16; x and Wx hold bf16 numbers either
+    way (fastlstm.ops rounds them), so BLAS's fp32 sums are the same products."""
     cdef Py_ssize_t U = panel_units(x), p, t, lo, hi, Bt
     cdef Py_ssize_t steps = 1 if active == NULL else T, rows = B * T // steps
     cdef UnitSpan u
@@ -431,14 +651,21 @@ cdef inline void input_projection(const floating* x, const floating* Wx, const f
     with parallel(num_threads=n_threads):
         if pack:
             u = my_units(N, U)
-            pack_gate_blocks(Wx, Wxp, I, 1, N, u.q0, u.q1)
+            if xb != NULL:
+                pack_gate_blocks_bf16(<const float*>Wx, <fl_bf2*>Wxp, I, 1, N, u.q0, u.q1)
+            else:
+                pack_gate_blocks(Wx, Wxp, I, 1, N, u.q0, u.q1)
             # every thread reads all of Wx's panels
             fl_team_barrier()
         for t in range(steps):
             Bt = rows if active == NULL else active[t]
             lo = t * rows + span_lo(Bt, fl_team_size(), fl_team_rank())
             hi = t * rows + span_lo(Bt, fl_team_size(), fl_team_rank() + 1)
-            rows_times_panels(x, I, lo, hi, I, Wxp, N, A, b)
+            if xb != NULL:
+                rows_times_panels_bf16(bf16, xb, lo, hi, (I + 1) // 2, <const fl_bf2*>Wxp,
+                                       N, <float*>A, <const float*>b)
+            else:
+                rows_times_panels(x, I, lo, hi, I, Wxp, N, A, b)
 
 
 # The forward without a cache (inference) keeps the input projection and the cell
@@ -457,11 +684,15 @@ cdef inline void rows_times_transposed(const floating* A, const floating* W,
                                        floating* C, floating* Wp, Py_ssize_t T,
                                        Py_ssize_t B, Py_ssize_t N, Py_ssize_t I,
                                        const Py_ssize_t* active,
-                                       int n_threads) noexcept nogil:
+                                       int n_threads, const Bf16Grads* bg=NULL,
+                                       Py_ssize_t H=0) noexcept nogil:
     """C := A @ W.T for A (T, B, N), W (I, N), C (T, B, I), over the rows of each
     step that are still running (running()); the others of C get 0. Rows split
-    across threads. Wp is scratch of I*N elements for W's panels."""
+    across threads. Wp is scratch of I*N elements for W's panels. With bf16 and
+    I whole panels, A comes from bg.dAX's gate pairs of N = G*H columns."""
     cdef Py_ssize_t U = panel_units(A), p, t, lo, hi, Bt, k
+    cdef Py_ssize_t K2 = 0 if H == 0 else N // H * ((H + 1) // 2)
+    cdef bint bf16 = bg != NULL and bg.mode and I % U == 0
     cdef Py_ssize_t steps = 1 if active == NULL else T, rows = B * T // steps
     cdef UnitSpan u
     n_threads = gemm_threads(running_rows(active, T, B), N, I, n_threads)
@@ -477,14 +708,21 @@ cdef inline void rows_times_transposed(const floating* A, const floating* W,
         return
     with parallel(num_threads=n_threads):
         u = my_units(I, U)
-        pack_unit_blocks(W, Wp, I, N, u.q0, u.q1)
+        if bf16:
+            pack_unit_blocks_bf16(<const float*>W, <fl_bf2*>Wp, I, N // H, H, u.q0, u.q1)
+        else:
+            pack_unit_blocks(W, Wp, I, N, u.q0, u.q1)
         # every thread reads all of W's panels
         fl_team_barrier()
         for t in range(steps):
             Bt = rows if active == NULL else active[t]
             lo = t * rows + span_lo(Bt, fl_team_size(), fl_team_rank())
             hi = t * rows + span_lo(Bt, fl_team_size(), fl_team_rank() + 1)
-            rows_times_panels(A, N, lo, hi, N, Wp, I, C, NULL)
+            if bf16:
+                rows_times_panels_bf16(bg.mode, bg.dAX, lo, hi, K2, <const fl_bf2*>Wp, I,
+                                       <float*>C, NULL)
+            else:
+                rows_times_panels(A, N, lo, hi, N, Wp, I, C, NULL)
             _zero_rows(C + (t * rows + Bt) * I, rows - Bt, I, fl_team_size(),
                        fl_team_rank())
 
@@ -513,12 +751,35 @@ cdef inline Py_ssize_t backward_scratch(Py_ssize_t I, Py_ssize_t Hp,
     return N * max(max(Hp, I), 2 * GRAD_ROWS)
 
 
+cdef inline void _weight_grads_bf16(int mode, const float* x, const float* hp,
+                                    const float* dAX, const float* dAH, fl_bf2* PX,
+                                    fl_bf2* PH, fl_bf2* xi, float* dWx, float* dWh,
+                                    Py_ssize_t K, Py_ssize_t I, Py_ssize_t H, Py_ssize_t N,
+                                    UnitSpan u, Py_ssize_t bstride,
+                                    bint first) noexcept nogil:
+    """weight_grads' panel path on one chunk of K rows in bf16: x (K, I), hp (K, H)
+    the chunk's h_{t-1}, dAX, dAH (K, N); the thread's columns u of dWx and dWh
+    (+)= x.T dAX and hp.T dAH, its panels bstride pairs apart."""
+    cdef Py_ssize_t U = FL_VBYTES // sizeof(float), K2 = (K + 1) // 2
+    pack_gate_blocks_bf16(dAX, PX, K, 1, N, u.q0, u.q1, bstride)
+    interleave_rows(x, K, I, xi)
+    fl_panel_gemm_bf(mode, True, I, K2, u.q1 - u.q0, xi, I, PX + u.q0 * bstride, bstride,
+                     dWx + u.j0, N, U, not first, NULL)
+    if H == 0:
+        return
+    if PH != PX:
+        pack_gate_blocks_bf16(dAH, PH, K, 1, N, u.q0, u.q1, bstride)
+    interleave_rows(hp, K, H, xi)
+    fl_panel_gemm_bf(mode, True, H, K2, u.q1 - u.q0, xi, H, PH + u.q0 * bstride, bstride,
+                     dWh + u.j0, N, U, not first, NULL)
+
+
 cdef inline void weight_grads(const floating* x, const floating* h0, const floating* y,
                               const floating* Wx, const floating* dAX, const floating* dAH,
                               floating* dWx, floating* dWh, floating* dx, floating* WT,
                               Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                               Py_ssize_t N, const Py_ssize_t* active,
-                              int n_threads) noexcept nogil:
+                              int n_threads, const Bf16Grads* bg=NULL) noexcept nogil:
     """6. The BPTT GEMMs after the time loop, each over all T*B rows at once:
         dWx = X.T @ dAX;  dWh = h0.T @ dAH[0] + Y[:-1].T @ dAH[1:];  dx = dAX @ Wx.T
     over the rows of each step that are still running (running(); dx gets 0 in
@@ -539,7 +800,12 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
 
     Otherwise BLAS computes them transposed (dAX.T @ X) into WT, and they are
     transposed: in BLAS's column-major terms that makes dA the operand OpenBLAS
-    packs with its fast copy (a quarter of the GEMM's time less)."""
+    packs with its fast copy (a quarter of the GEMM's time less).
+
+    With bf16 (bg.mode; dAX, dAH, x, Wx hold bf16 numbers, h0 and y too where
+    the panel kernel does not run) the panel path runs on bf16 pairs: each
+    chunk's rows of X, and of h0 or Y, paired along the rows into the thread's
+    bg.rows, its dA packed by pack_gate_blocks_bf16; dx from bg.dAX's pairs."""
     cdef Py_ssize_t U = panel_units(x), TB = T * B, k0, K, t, Bt
     cdef UnitSpan u
     cdef floating* PX = WT
@@ -547,9 +813,13 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
     cdef const floating* hp
     cdef bint first
     cdef int nt = gemm_threads(running_rows(active, T, B), I + H, N, n_threads)
+    cdef bint bf16 = bg != NULL and bg.mode
+    cdef fl_bf2* xi
+    cdef Py_ssize_t bstride = GRAD_ROWS // 2 * U   # a bf16 panel's room
     if N % U == 0 and max(I, H) * N * sizeof(floating) <= GRAD_MAX_BYTES * nt:
         with parallel(num_threads=nt):
             u = my_units(N, U)
+            xi = bg.rows + fl_team_rank() * (GRAD_ROWS // 2) * max(I, H) if bf16 else NULL
             k0, t, first = 0, 0, True
             while True:
                 # the next chunk of rows: of h0's rows, then of Y's, so that each has
@@ -566,6 +836,15 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
                         break
                     K = min(GRAD_ROWS, t * B + active[t] - k0)
                 hp = h0 + k0 * H if k0 < B else y + (k0 - B) * H
+                if bf16:
+                    _weight_grads_bf16(bg.mode, <const float*>x + k0 * I,
+                                       <const float*>hp, <const float*>dAX + k0 * N,
+                                       <const float*>dAH + k0 * N, <fl_bf2*>PX,
+                                       <fl_bf2*>PH, xi, <float*>dWx, <float*>dWh, K, I,
+                                       H, N, u, bstride, first)
+                    k0 = k0 + K
+                    first = False
+                    continue
                 # panels GRAD_ROWS*U apart whatever K: a thread's panels of one
                 # chunk never overlap another's of the chunk before
                 pack_gate_blocks(dAX + k0 * N, PX, K, 1, N, u.q0, u.q1, GRAD_ROWS * U)
@@ -600,4 +879,5 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
                                 t > 0, WT, H, nt)
             transpose(WT, dWh, N, H, nt)
     if dx != NULL:
-        rows_times_transposed(dAX, Wx, dx, WT, T, B, N, I, active, n_threads)
+        rows_times_transposed(dAX, Wx, dx, WT, T, B, N, I, active, n_threads, bg, H)
+

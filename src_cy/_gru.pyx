@@ -27,12 +27,15 @@ from cython.parallel cimport parallel
 from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
                       input_projection, inference_window, panel_units, padded_units,
                       block_threads,
-                      pack_gate_blocks, pack_unit_blocks, step_gemm, step_grad_gemm,
+                      step_gemm, step_grad_gemm,
                       weight_grads, backward_scratch, add_row, step_projection, running,
-                      finish_step)
+                      finish_step,
+                      Bf16, Bf16Grads, fl_bf2, bf16_inputs, pack_recurrent,
+                      pack_transposed, round_state, round_grads)
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._rows import running_counts
+from ._bf16 import grad_operands, operands
 from ._panels import step_weights
 from fastlstm._threads import single_threaded_blas, team_size
 
@@ -94,9 +97,10 @@ cdef inline void _gates_row_backward(const floating* a, const floating* hn,
 def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
                 const floating[:, ::1] Wh, const floating[::1] bx,
                 const floating[::1] bh, const floating[:, ::1] h0, bint cache=True,
-                lengths=None):
+                lengths=None, precision=None):
     """x (T, B, I), Wx (I, 3H), Wh (H, 3H), bx, bh (3H,), h0 (B, H); lengths (B,)
-    sorted longest first, 0 <= lengths <= T, or None.
+    sorted longest first, 0 <= lengths <= T, or None; precision None or "bf16"
+    (as lstm_forward's).
 
     Returns y (T, B, H), hT (B, H), cache (see fastlstm.reference). Without cache,
     the cache is None and the loop keeps the gates and hn of a window of steps
@@ -105,6 +109,10 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
+    mode, x, Wx, Wh, xb, hb = operands(precision, x.base, Wx.base, Wh.base, h0.base)
+    cdef const fl_bf2[::1] xb_v = xb
+    cdef fl_bf2[::1] hb_v = hb
+    cdef Bf16 bf = Bf16(mode, &xb_v[0], &hb_v[0], B)
     cdef Py_ssize_t W = T if cache else inference_window(T, B * 3 * H)
     y = empty((T, B, H), dtype)
     gates = empty((W, B, 3 * H), dtype)
@@ -122,11 +130,13 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
-        _forward(x, Wx, Wh, bx, bh, h0, Wxp, Whp, S, y_v, gates_v, hn_v, hT_v, active, nt)
+        _forward(x, Wx, Wh, bx, bh, h0, Wxp, Whp, S, y_v, gates_v, hn_v, hT_v, active, nt,
+                 &bf)
     if not cache:
         return y, hT, None
     saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y, gates=gates, hn=hn,
-                 lengths=lengths)
+                 lengths=lengths,
+                 precision=precision)
     return y, hT, saved
 
 
@@ -145,7 +155,8 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    floating[:, :, ::1] hn,           # OUT (W, B, H), likewise
                    floating[:, ::1] hT,              # OUT (B, H), each row at its end
                    const Py_ssize_t* active,         # IN  (T,) rows running, or NULL
-                   int n_threads) noexcept nogil:
+                   int n_threads,
+                   const Bf16* bf) noexcept nogil:   # IN  bf16's mode and operands
     """The steps in windows of W = gates.shape[0] steps (all T where the cache is
     kept): each projects its inputs, then runs its steps, on the rows still
     running (the first active[t] at step t: the rows are sorted by length)."""
@@ -161,23 +172,24 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
         # 1. AX = X Wx + bx over the window's running rows
         input_projection(&x[t0, 0, 0], &Wx[0, 0], &bx[0], &gates[0, 0, 0], &Wxp[0],
                          t1 - t0, B, I, N, NULL if active == NULL else active + t0,
-                         n_threads, t0 == 0)
+                         n_threads, t0 == 0, bf.mode, bf16_inputs(bf, t0, B, I))
         with parallel(num_threads=P):
             u = my_units(H, U)
             n = (u.q1 - u.q0) * U
             if t0 == 0:
                 # the same layout whoever packs them (see _lstm.pyx)
-                pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 3, H, u.q0, u.q1)
+                pack_recurrent(&Wh[0, 0], &Whp[0], H, 3, u.q0, u.q1, bf)
             for t in range(t0, t1):
                 Bt = running(active, t, B)
                 h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
                 # 2. S = h_{t-1} Wh for the thread's units, on its packed panels
-                step_gemm(h_prev, &Whp[0], &S[B * 3 * u.j0], Bt, H, 3, u.q0, u.q1)
+                step_gemm(h_prev, &Whp[0], &S[B * 3 * u.j0], Bt, H, 3, u.q0, u.q1, bf, t)
                 # 3. the gate pass
                 for r in range(Bt):
                     _gates_row(&gates[t - t0, r, u.j0], &S[B * 3 * u.j0 + r * 3 * n], n,
                                &bh[u.j0], &h_prev[r * H + u.j0], &hn[t - t0, r, u.j0],
                                &y[t, r, u.j0], u.j1 - u.j0, H)
+                round_state(bf, t, &y[t, 0, 0], Bt, H, u.j0, u.j1)
                 finish_step(active, t, T, B, H, u.j0, u.j1, &y[t, 0, 0], NULL, &hT[0, 0],
                             NULL)
                 # step t+1 reads all of h_t
@@ -250,9 +262,14 @@ def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef const Py_ssize_t[::1] active_v = counts
     cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
     cdef int nt = team_size()
+    mode, hw0, yw, dAb, dAXb, rows = grad_operands(cache, 3, nt, True)
+    cdef const floating[:, ::1] hw0_v = hw0
+    cdef const floating[:, :, ::1] yw_v = yw
+    cdef fl_bf2[::1] dAb_v = dAb, dAXb_v = dAXb, rows_v = rows
+    cdef Bf16Grads bg = Bf16Grads(mode, &dAb_v[0], &dAXb_v[0], &rows_v[0], B)
     with single_threaded_blas(), nogil:
         _backward(x, Wx, Wh, h0, y, gates, hn, dy, WhTp, dAX, dAH, dh_v, dx_v, dWx_v, dWh_v,
-                  dbx_v, dbh_v, active, nt)
+                  dbx_v, dbh_v, active, nt, hw0_v, yw_v, &bg)
     return dx, dWx, dWh, dbx, dbh, np.ascontiguousarray(dh[:, :H])
 
 
@@ -275,7 +292,10 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[::1] dbx,                # OUT (3H,), zeroed
                     floating[::1] dbh,                # OUT (3H,), zeroed
                     const Py_ssize_t* active,         # IN  (T,) rows running, or NULL
-                    int n_threads) noexcept nogil:
+                    int n_threads,
+                    const floating[:, ::1] hw0,       # IN  h0 (B, H) for dWh: with bf16
+                    const floating[:, :, ::1] yw,     # IN  y (T, B, H) rounded, else h0, y
+                    const Bf16Grads* bg) noexcept nogil:   # IN  bf16's mode, dA's pairs
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
@@ -286,13 +306,13 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     # units) and starts step t-1, which needs only those units: one barrier per step.
     with parallel(num_threads=P):
         u = my_units(H, U)
-        pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, N, u.q0, u.q1)
+        pack_transposed(&Wh[0, 0], &WhTp[0], H, 3, u.q0, u.q1, bg)
         for t in range(T, -1, -1):
             if t < T:
                 # 5. dh_{t-1} += dAH_t Wh.T for the thread's units, of the rows that
                 # ran step t (the others' dh passes their end unchanged)
                 step_grad_gemm(&dAH[t, 0, 0], &WhTp[0], &dh[0, 0], running(active, t, B),
-                               H, N, u.q0, u.q1, True)
+                               H, N, u.q0, u.q1, True, bg, t)
             if t > 0:
                 # 4. dAX_{t-1}, dAH_{t-1} and the direct path z * dh_{t-1}
                 s = t - 1
@@ -303,9 +323,11 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                                         &dh[r, u.j0], &dAX[s, r, u.j0],
                                         &dAH[s, r, u.j0], &dbx[u.j0], &dbh[u.j0],
                                         u.j1 - u.j0, H)
+                    round_grads(bg, bg.dAX, s, r, &dAX[s, r, 0], 3, H, u.j0, u.j1)
+                    round_grads(bg, bg.dA, s, r, &dAH[s, r, 0], 3, H, u.j0, u.j1)
             # step t-1 reads all of dAH_{t-1}
             fl_team_barrier()
     # 6. dWx, dWh, dx as GEMMs over all T*B rows
-    weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dAX[0, 0, 0],
+    weight_grads(&x[0, 0, 0], &hw0[0, 0], &yw[0, 0, 0], &Wx[0, 0], &dAX[0, 0, 0],
                  &dAH[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],
-                 T, B, I, H, 3 * H, active, n_threads)
+                 T, B, I, H, 3 * H, active, n_threads, bg)

@@ -23,12 +23,15 @@ from cython.parallel cimport parallel
 
 from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
                       input_projection, inference_window, panel_units, padded_units,
-                      block_threads, pack_gate_blocks, pack_unit_blocks, step_gemm,
+                      block_threads, step_gemm,
                       step_grad_gemm, weight_grads, backward_scratch, add_row,
-                      step_projection, running, finish_step)
+                      step_projection, running, finish_step, Bf16, Bf16Grads, fl_bf2,
+                      bf16_inputs, pack_recurrent, pack_transposed, round_state,
+                      round_grads)
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._rows import running_counts
+from ._bf16 import grad_operands, operands
 from ._panels import step_weights
 from fastlstm._threads import single_threaded_blas, team_size
 
@@ -89,9 +92,11 @@ cdef inline void _gates_row_backward(const floating* a, const floating* c,
 def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
                  const floating[:, ::1] Wh, const floating[::1] b,
                  const floating[:, ::1] h0, const floating[:, ::1] c0, bint cache=True,
-                 lengths=None):
+                 lengths=None, precision=None):
     """x (T, B, I), Wx (I, 4H), Wh (H, 4H), b (4H,), h0, c0 (B, H); lengths (B,)
-    sorted longest first, 0 <= lengths <= T, or None.
+    sorted longest first, 0 <= lengths <= T, or None; precision None or "bf16"
+    (float32 only: the products of x_t Wx and h_{t-1} Wh on bf16 operands, and
+    the cache holds x, Wx, Wh rounded to bf16).
 
     Returns y (T, B, H), hT, cT (B, H), cache (see fastlstm.reference). Without
     cache, the cache is None and the loop keeps the gates and c of a window of
@@ -101,6 +106,10 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
+    mode, x, Wx, Wh, xb, hb = operands(precision, x.base, Wx.base, Wh.base, h0.base)
+    cdef const fl_bf2[::1] xb_v = xb
+    cdef fl_bf2[::1] hb_v = hb
+    cdef Bf16 bf = Bf16(mode, &xb_v[0], &hb_v[0], B)
     cdef Py_ssize_t W = T if cache else inference_window(T, B * 4 * H)
     y = empty((T, B, H), dtype)
     c = empty((W, B, H), dtype)
@@ -119,11 +128,12 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
         _forward(x, Wx, Wh, b, h0, c0, Wxp, Whp, S, y_v, c_v, gates_v, hT_v, cT_v, active,
-                 nt)
+                 nt, &bf)
     if not cache:
         return y, hT, cT, None
     saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, c0=c0.base,
-                 y=y, c=c, gates=gates, lengths=lengths)
+                 y=y, c=c, gates=gates, lengths=lengths,
+                 precision=precision)
     return y, hT, cT, saved
 
 
@@ -143,7 +153,8 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    floating[:, ::1] hT,              # OUT (B, H), each row at its end
                    floating[:, ::1] cT,              # OUT (B, H), likewise
                    const Py_ssize_t* active,         # IN  (T,) rows running, or NULL
-                   int n_threads) noexcept nogil:
+                   int n_threads,
+                   const Bf16* bf) noexcept nogil:   # IN  bf16's mode and operands
     """The steps in windows of W = gates.shape[0] steps (all T where the cache is
     kept): each projects its inputs, then runs its steps, on the rows still
     running (the first active[t] at step t: the rows are sorted by length)."""
@@ -160,25 +171,26 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
         # 1. A = X Wx + b over the window's running rows
         input_projection(&x[t0, 0, 0], &Wx[0, 0], &b[0], &gates[0, 0, 0], &Wxp[0],
                          t1 - t0, B, I, 4 * H, NULL if active == NULL else active + t0,
-                         n_threads, t0 == 0)
+                         n_threads, t0 == 0, bf.mode, bf16_inputs(bf, t0, B, I))
         with parallel(num_threads=P):
             u = my_units(H, U)
             n = (u.q1 - u.q0) * U
             if t0 == 0:
                 # the panels' layout is the same whoever packs them, so a later
                 # window's team may use them as they are
-                pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 4, H, u.q0, u.q1)
+                pack_recurrent(&Wh[0, 0], &Whp[0], H, 4, u.q0, u.q1, bf)
             for t in range(t0, t1):
                 Bt = running(active, t, B)
                 h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
                 c_prev = &c0[0, 0] if t == 0 else &c[(t - 1) % W, 0, 0]
                 # 2. S = h_{t-1} Wh for the thread's units, on its packed panels
-                step_gemm(h_prev, &Whp[0], &S[B * 4 * u.j0], Bt, H, 4, u.q0, u.q1)
+                step_gemm(h_prev, &Whp[0], &S[B * 4 * u.j0], Bt, H, 4, u.q0, u.q1, bf, t)
                 # 3. the gate pass
                 for r in range(Bt):
                     _gates_row(&gates[t - t0, r, u.j0], &S[B * 4 * u.j0 + r * 4 * n], n,
                                &c_prev[r * H + u.j0], &c[t % W, r, u.j0], &y[t, r, u.j0],
                                u.j1 - u.j0, H)
+                round_state(bf, t, &y[t, 0, 0], Bt, H, u.j0, u.j1)
                 finish_step(active, t, T, B, H, u.j0, u.j1, &y[t, 0, 0], &c[t % W, 0, 0],
                             &hT[0, 0], &cT[0, 0])
                 # step t+1 reads all of h_t
@@ -251,9 +263,14 @@ def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::
     cdef const Py_ssize_t[::1] active_v = counts
     cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
     cdef int nt = team_size()
+    mode, hw0, yw, dAb, dAXb, rows = grad_operands(cache, 4, nt)
+    cdef const floating[:, ::1] hw0_v = hw0
+    cdef const floating[:, :, ::1] yw_v = yw
+    cdef fl_bf2[::1] dAb_v = dAb, dAXb_v = dAXb, rows_v = rows
+    cdef Bf16Grads bg = Bf16Grads(mode, &dAb_v[0], &dAXb_v[0], &rows_v[0], B)
     with single_threaded_blas(), nogil:
         _backward(x, Wx, Wh, h0, c0, y, c, gates, dy, WhTp, dA_v, dh_v, dc_v, dx_v, dWx_v,
-                  dWh_v, db_v, active, nt)
+                  dWh_v, db_v, active, nt, hw0_v, yw_v, &bg)
     return dx, dWx, dWh, db, np.ascontiguousarray(dh[:, :H]), dc
 
 
@@ -276,7 +293,10 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[:, ::1] dWh,             # OUT (H, 4H)
                     floating[::1] db,                 # OUT (4H,), zeroed
                     const Py_ssize_t* active,         # IN  (T,) rows running, or NULL
-                    int n_threads) noexcept nogil:
+                    int n_threads,
+                    const floating[:, ::1] hw0,       # IN  h0 (B, H) for dWh: with bf16
+                    const floating[:, :, ::1] yw,     # IN  y (T, B, H) rounded, else h0, y
+                    const Bf16Grads* bg) noexcept nogil:   # IN  bf16's mode, dA's pairs
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
@@ -288,13 +308,13 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     # dh_{t-1}: one barrier per step.
     with parallel(num_threads=P):
         u = my_units(H, U)
-        pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, N, u.q0, u.q1)
+        pack_transposed(&Wh[0, 0], &WhTp[0], H, 4, u.q0, u.q1, bg)
         for t in range(T, -1, -1):
             if t < T:
                 # 5. dh_{t-1} = dA_t Wh.T for the thread's units, of the rows that
                 # ran step t (the others' dh passes their end unchanged)
                 step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], running(active, t, B),
-                               H, N, u.q0, u.q1, False)
+                               H, N, u.q0, u.q1, False, bg, t)
             if t > 0:
                 # 4. dA_{t-1} from dh_{t-1}, dc_{t-1}
                 s = t - 1
@@ -304,9 +324,10 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                                         &c_prev[r * H + u.j0], &dh[r, u.j0],
                                         &dy[s, r, u.j0], &dc[r, u.j0], &dA[s, r, u.j0],
                                         &db[u.j0], u.j1 - u.j0, H)
+                    round_grads(bg, bg.dA, s, r, &dA[s, r, 0], 4, H, u.j0, u.j1)
             # step t-1 reads all of dA_{t-1}
             fl_team_barrier()
     # 6. dWx, dWh, dx as GEMMs over all T*B rows
-    weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
+    weight_grads(&x[0, 0, 0], &hw0[0, 0], &yw[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
                  &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],
-                 T, B, I, H, 4 * H, active, n_threads)
+                 T, B, I, H, 4 * H, active, n_threads, bg)

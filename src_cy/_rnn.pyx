@@ -19,12 +19,15 @@ from cython cimport floating
 from cython.parallel cimport parallel
 
 from _common cimport (UnitSpan, my_units, fl_team_barrier, tanh_, input_projection,
-                      panel_units, padded_units, block_threads, pack_gate_blocks,
-                      pack_unit_blocks, step_gemm, step_grad_gemm, weight_grads,
-                      backward_scratch, add_row, step_projection, running, finish_step)
+                      panel_units, padded_units, block_threads,
+                      step_gemm, step_grad_gemm, weight_grads,
+                      backward_scratch, add_row, step_projection, running, finish_step,
+                      Bf16, Bf16Grads, fl_bf2, bf16_inputs, pack_recurrent,
+                      pack_transposed, round_state, round_grads)
 
 from fastlstm._buffers import empty, zeros
 from fastlstm._rows import running_counts
+from ._bf16 import grad_operands, operands
 from ._panels import step_weights
 from fastlstm._threads import single_threaded_blas, team_size
 
@@ -49,9 +52,11 @@ cdef inline void _tanh_row_backward(const floating* h, const floating* dh,
 
 def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
                 const floating[:, ::1] Wh, const floating[::1] b,
-                const floating[:, ::1] h0, bint cache=True, lengths=None):
+                const floating[:, ::1] h0, bint cache=True, lengths=None,
+                precision=None):
     """x (T, B, I), Wx (I, H), Wh (H, H), b (H,), h0 (B, H); lengths (B,) sorted
-    longest first, 0 <= lengths <= T, or None -> y (T, B, H), hT, cache. The loop
+    longest first, 0 <= lengths <= T, or None; precision None or "bf16" (as
+    lstm_forward's) -> y (T, B, H), hT, cache. The loop
     keeps nothing beside y, which the cache holds (None without cache); each step
     runs the rows still running.
 
@@ -59,6 +64,10 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     dtype = np.float32 if floating is float else np.float64
+    mode, x, Wx, Wh, xb, hb = operands(precision, x.base, Wx.base, Wh.base, h0.base)
+    cdef const fl_bf2[::1] xb_v = xb
+    cdef fl_bf2[::1] hb_v = hb
+    cdef Bf16 bf = Bf16(mode, &xb_v[0], &hb_v[0], B)
     y = empty((T, B, H), dtype)
     cdef floating[:, :, ::1] y_v = y
     cdef Py_ssize_t Hp = padded_units(H, panel_units(&Wh[0, 0]))
@@ -71,10 +80,11 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
     cdef int nt = team_size()
     with single_threaded_blas(), nogil:
-        _forward(x, Wx, Wh, b, h0, Whp, S, y_v, hT_v, active, nt)
+        _forward(x, Wx, Wh, b, h0, Whp, S, y_v, hT_v, active, nt, &bf)
     if not cache:
         return y, hT, None
-    saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y, lengths=lengths)
+    saved = dict(x=x.base, Wx=Wx.base, Wh=Wh.base, h0=h0.base, y=y, lengths=lengths,
+                 precision=precision)
     return y, hT, saved
 
 
@@ -89,7 +99,8 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                    floating[:, :, ::1] y,            # OUT (T, B, H), also holds A
                    floating[:, ::1] hT,              # OUT (B, H), each row at its end
                    const Py_ssize_t* active,         # IN  (T,) rows running, or NULL
-                   int n_threads) noexcept nogil:
+                   int n_threads,
+                   const Bf16* bf) noexcept nogil:   # IN  bf16's mode and operands
     """The steps on the rows still running (the first active[t] at step t: the rows
     are sorted by length)."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
@@ -100,18 +111,19 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     cdef int P = block_threads(B, H, 1, U, n_threads)
     # 1. A = X Wx + b over the running rows, written into y and turned into h in place
     input_projection(&x[0, 0, 0], &Wx[0, 0], &b[0], &y[0, 0, 0], &Whp[0], T, B, I, H,
-                     active, n_threads)
+                     active, n_threads, True, bf.mode, bf16_inputs(bf, 0, B, I))
     with parallel(num_threads=P):
         u = my_units(H, U)
         n = (u.q1 - u.q0) * U
-        pack_gate_blocks(&Wh[0, 0], &Whp[0], H, 1, H, u.q0, u.q1)
+        pack_recurrent(&Wh[0, 0], &Whp[0], H, 1, u.q0, u.q1, bf)
         for t in range(T):
             Bt = running(active, t, B)
             h_prev = &h0[0, 0] if t == 0 else &y[t - 1, 0, 0]
             # 2. S = h_{t-1} Wh for the thread's units;  3. h_t = tanh(A_t + S)
-            step_gemm(h_prev, &Whp[0], &S[B * u.j0], Bt, H, 1, u.q0, u.q1)
+            step_gemm(h_prev, &Whp[0], &S[B * u.j0], Bt, H, 1, u.q0, u.q1, bf, t)
             for r in range(Bt):
                 _tanh_row(&y[t, r, u.j0], &S[B * u.j0 + r * n], u.j1 - u.j0)
+            round_state(bf, t, &y[t, 0, 0], Bt, H, u.j0, u.j1)
             finish_step(active, t, T, B, H, u.j0, u.j1, &y[t, 0, 0], NULL, &hT[0, 0], NULL)
             # step t+1 reads all of h_t
             fl_team_barrier()
@@ -176,9 +188,14 @@ def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     cdef const Py_ssize_t[::1] active_v = counts
     cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
     cdef int nt = team_size()
+    mode, hw0, yw, dAb, dAXb, rows = grad_operands(cache, 1, nt)
+    cdef const floating[:, ::1] hw0_v = hw0
+    cdef const floating[:, :, ::1] yw_v = yw
+    cdef fl_bf2[::1] dAb_v = dAb, dAXb_v = dAXb, rows_v = rows
+    cdef Bf16Grads bg = Bf16Grads(mode, &dAb_v[0], &dAXb_v[0], &rows_v[0], B)
     with single_threaded_blas(), nogil:
         _backward(x, Wx, Wh, h0, y, dy, WhTp, dA_v, dh_v, dx_v, dWx_v, dWh_v, db_v, active,
-                  nt)
+                  nt, hw0_v, yw_v, &bg)
     return dx, dWx, dWh, db, np.ascontiguousarray(dh[:, :H])
 
 
@@ -197,7 +214,10 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
                     floating[:, ::1] dWh,             # OUT (H, H)
                     floating[::1] db,                 # OUT (H,), zeroed
                     const Py_ssize_t* active,         # IN  (T,) rows running, or NULL
-                    int n_threads) noexcept nogil:
+                    int n_threads,
+                    const floating[:, ::1] hw0,       # IN  h0 (B, H) for dWh: with bf16
+                    const floating[:, :, ::1] yw,     # IN  y (T, B, H) rounded, else h0, y
+                    const Bf16Grads* bg) noexcept nogil:   # IN  bf16's mode, dA's pairs
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = Wh.shape[0]
     cdef Py_ssize_t U = panel_units(&Wh[0, 0])
     cdef UnitSpan u
@@ -207,22 +227,23 @@ cdef void _backward(const floating[:, :, ::1] x,      # IN  (T, B, I)
     # units) and starts step t-1, which needs only those units: one barrier per step.
     with parallel(num_threads=P):
         u = my_units(H, U)
-        pack_unit_blocks(&Wh[0, 0], &WhTp[0], H, H, u.q0, u.q1)
+        pack_transposed(&Wh[0, 0], &WhTp[0], H, 1, u.q0, u.q1, bg)
         for t in range(T, -1, -1):
             if t < T:
                 # 5. dh_{t-1} = dA_t Wh.T for the thread's units, of the rows that
                 # ran step t (the others' dh passes their end unchanged)
                 step_grad_gemm(&dA[t, 0, 0], &WhTp[0], &dh[0, 0], running(active, t, B),
-                               H, H, u.q0, u.q1, False)
+                               H, H, u.q0, u.q1, False, bg, t)
             if t > 0:
                 # 4. dA_{t-1} = (dh_{t-1} + dy_{t-1}) * (1 - h_{t-1}^2)
                 s = t - 1
                 for r in range(running(active, s, B)):
                     _tanh_row_backward(&y[s, r, u.j0], &dh[r, u.j0], &dy[s, r, u.j0],
                                        &dA[s, r, u.j0], &db[u.j0], u.j1 - u.j0)
+                    round_grads(bg, bg.dA, s, r, &dA[s, r, 0], 1, H, u.j0, u.j1)
             # step t-1 reads all of dA_{t-1}
             fl_team_barrier()
     # 6. dWx, dWh, dx as GEMMs over all T*B rows
-    weight_grads(&x[0, 0, 0], &h0[0, 0], &y[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
+    weight_grads(&x[0, 0, 0], &hw0[0, 0], &yw[0, 0, 0], &Wx[0, 0], &dA[0, 0, 0],
                  &dA[0, 0, 0], &dWx[0, 0], &dWh[0, 0], &dx[0, 0, 0], &WhTp[0],
-                 T, B, I, H, H, active, n_threads)
+                 T, B, I, H, H, active, n_threads, bg)

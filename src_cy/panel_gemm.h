@@ -53,13 +53,21 @@
 
 #define FL_INLINE static inline __attribute__((always_inline))
 
-#define FL_DEFINE_PANEL_GEMM(T, SUF)                                                   \
+#define FL_MADD(acc, a, w) ((acc) += (a) * (w))
+
+/* The kernels for operands of type TA (A's elements and the panels') summed into
+ * accumulators, C and bias of type TC; MADD(acc, a, w) adds one A element a times
+ * one panel vector w into acc, ATTR the functions' attributes. */
+#define FL_DEFINE_PANEL_GEMM(T, SUF) FL_DEFINE_PANEL_GEMM_OF(T, T, SUF, , FL_MADD)
+
+#define FL_DEFINE_PANEL_GEMM_OF(TA, T, SUF, ATTR, MADD)                                \
 typedef T fl_vec_##SUF __attribute__((vector_size(FL_VBYTES), aligned(sizeof(T))));    \
+typedef TA fl_pvec_##SUF __attribute__((vector_size(FL_VBYTES), aligned(sizeof(TA))));\
 enum { FL_U_##SUF = FL_VBYTES / sizeof(T) };                                           \
                                                                                        \
 /* One mr x nv tile; mr, nv are constants after inlining, so acc lives in registers */ \
-FL_INLINE void fl_tile_##SUF(const int mr, const int nv, long K, const T* A, long sr,  \
-                             long sk, const T* P, long pstride, T* C, long ldc,        \
+FL_INLINE ATTR void fl_tile_##SUF(const int mr, const int nv, long K, const TA* A,     \
+                             long sr, long sk, const TA* P, long pstride, T* C, long ldc, \
                              long cstride, int add, const T* bias)                     \
 {                                                                                      \
     fl_vec_##SUF acc[FL_MR][FL_NV_FEW];                                                \
@@ -69,13 +77,13 @@ FL_INLINE void fl_tile_##SUF(const int mr, const int nv, long K, const T* A, lon
                       : bias   ? *(const fl_vec_##SUF*)(bias + v * cstride)            \
                                : (fl_vec_##SUF){0};                                    \
     for (long k = 0; k < K; k++) {                                                     \
-        fl_vec_##SUF w[FL_NV_FEW];                                                     \
+        fl_pvec_##SUF w[FL_NV_FEW];                                                    \
         _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                           \
-            w[v] = *(const fl_vec_##SUF*)(P + v * pstride + k * FL_U_##SUF);           \
+            w[v] = *(const fl_pvec_##SUF*)(P + v * pstride + k * FL_U_##SUF);          \
         _Pragma("GCC unroll 8") for (int r = 0; r < mr; r++) {                         \
-            const T a = A[r * sr + k * sk];                                            \
+            const TA a = A[r * sr + k * sk];                                           \
             _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                       \
-                acc[r][v] += a * w[v];                                                 \
+                MADD(acc[r][v], a, w[v]);                                              \
         }                                                                              \
     }                                                                                  \
     _Pragma("GCC unroll 8") for (int r = 0; r < mr; r++)                               \
@@ -83,8 +91,8 @@ FL_INLINE void fl_tile_##SUF(const int mr, const int nv, long K, const T* A, lon
             *(fl_vec_##SUF*)(C + r * ldc + v * cstride) = acc[r][v];                   \
 }                                                                                      \
                                                                                        \
-FL_INLINE void fl_tile_rows_##SUF(int mr, const int nv, long K, const T* A, long sr,   \
-                                  long sk, const T* P, long pstride, T* C, long ldc,   \
+FL_INLINE ATTR void fl_tile_rows_##SUF(int mr, const int nv, long K, const TA* A,     \
+                                  long sr, long sk, const TA* P, long pstride, T* C, long ldc, \
                                   long cstride, int add, const T* bias)                \
 {                                                                                      \
     switch (mr) {                                                                      \
@@ -99,8 +107,8 @@ FL_INLINE void fl_tile_rows_##SUF(int mr, const int nv, long K, const T* A, long
                                                                                        \
 /* The tiles of the rows [r0, M) over panels [v, v + nv), nv <= FL_NV_FEW; rows of at  \
    most mr_max at a time. */                                                           \
-FL_INLINE void fl_tile_column_##SUF(long r0, long M, int mr_max, const int nv, long K, \
-                                    const T* A, long sr, long sk, const T* P,          \
+FL_INLINE ATTR void fl_tile_column_##SUF(long r0, long M, int mr_max, const int nv,  \
+                                    long K, const TA* A, long sr, long sk, const TA* P, \
                                     long pstride, T* C, long ldc, long cstride,        \
                                     int add, const T* bias)                            \
 {                                                                                      \
@@ -111,8 +119,8 @@ FL_INLINE void fl_tile_column_##SUF(long r0, long M, int mr_max, const int nv, l
     }                                                                                  \
 }                                                                                      \
                                                                                        \
-FL_INLINE void fl_panels_##SUF(long M, long K, long npanels, const T* A, long sr,      \
-                               long sk, const T* P, long pstride, T* C, long ldc,      \
+FL_INLINE ATTR void fl_panels_##SUF(long M, long K, long npanels, const TA* A, long sr, \
+                               long sk, const TA* P, long pstride, T* C, long ldc,     \
                                long cstride, int add, const T* bias)                   \
 {                                                                                      \
     /* Panels outside, rows inside: a group of panels (K x nv vectors) stays in L1     \
@@ -122,7 +130,7 @@ FL_INLINE void fl_panels_##SUF(long M, long K, long npanels, const T* A, long sr
     const long M_few = M - mfull <= 2 ? mfull : M;                                     \
     for (long v = 0; v < npanels && M_few > 0; v += FL_NV) {                           \
         const long nv = npanels - v < FL_NV ? npanels - v : FL_NV;                     \
-        const T* p = P + v * pstride;                                                  \
+        const TA* p = P + v * pstride;                                                 \
         T* c = C + v * cstride;                                                        \
         const T* bv = bias ? bias + v * cstride : bias;                                \
         switch (nv) {                                                                  \
@@ -134,7 +142,7 @@ FL_INLINE void fl_panels_##SUF(long M, long K, long npanels, const T* A, long sr
     }                                                                                  \
     for (long v = 0; v < npanels && M_few < M; v += FL_NV_FEW) {                       \
         const long nv = npanels - v < FL_NV_FEW ? npanels - v : FL_NV_FEW;             \
-        const T* p = P + v * pstride;                                                  \
+        const TA* p = P + v * pstride;                                                 \
         T* c = C + v * cstride;                                                        \
         const T* bv = bias ? bias + v * cstride : bias;                                \
         switch (nv) {                                                                  \
@@ -147,16 +155,16 @@ FL_INLINE void fl_panels_##SUF(long M, long K, long npanels, const T* A, long sr
 }                                                                                      \
                                                                                        \
 /* A row-major (M, K): its rows are contiguous. */                                     \
-static void fl_panel_gemm_##SUF(long M, long K, long npanels, const T* A, long lda,    \
-                                const T* P, long pstride, T* C, long ldc, long cstride, \
+static ATTR void fl_panel_gemm_##SUF(long M, long K, long npanels, const TA* A,        \
+                                long lda, const TA* P, long pstride, T* C, long ldc, long cstride, \
                                 int add, const T* bias)                                \
 {                                                                                      \
     fl_panels_##SUF(M, K, npanels, A, lda, 1, P, pstride, C, ldc, cstride, add, bias); \
 }                                                                                      \
                                                                                        \
 /* A given as its transpose, row-major (K, M), the tile's rows side by side. */        \
-static void fl_panel_gemm_at_##SUF(long M, long K, long npanels, const T* A, long lda, \
-                                   const T* P, long pstride, T* C, long ldc,           \
+static ATTR void fl_panel_gemm_at_##SUF(long M, long K, long npanels, const TA* A,     \
+                                   long lda, const TA* P, long pstride, T* C, long ldc, \
                                    long cstride, int add, const T* bias)               \
 {                                                                                      \
     fl_panels_##SUF(M, K, npanels, A, 1, lda, P, pstride, C, ldc, cstride, add, bias); \
@@ -164,5 +172,71 @@ static void fl_panel_gemm_at_##SUF(long M, long K, long npanels, const T* A, lon
 
 FL_DEFINE_PANEL_GEMM(float, f)
 FL_DEFINE_PANEL_GEMM(double, d)
+
+/* bf16 operands, fp32 accumulators (docs/DESIGN.md, "bf16"). An fl_bf2 holds two
+ * bf16 numbers of consecutive k, the even k in its low half, as AVX512_BF16's
+ * vdpbf16ps takes them: A's rows and the panels come in such pairs, K counts
+ * pairs, and a panel is K pairs by FL_U_f columns, one vector of fl_bf2 a pair.
+ * Each kernel adds, per pair, the odd product and then the even one into fp32,
+ * as vdpbf16ps does. A product of two bf16 numbers is exact in fp32, so the
+ * emulated kernel (any CPU) and the native one (vdpbf16ps) differ only where
+ * vdpbf16ps flushes subnormals to zero. */
+typedef unsigned int fl_bf2;
+enum { FL_BF16_EMULATED = 1, FL_BF16_NATIVE = 2 };
+
+/* x rounded to bf16, to nearest, ties to even: the upper 16 bits of its fp32 */
+static inline unsigned int fl_bf16_round(float x)
+{
+    union { float f; unsigned int u; } v = { x };
+    return (v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16;
+}
+
+static inline float fl_bf16_float(unsigned int bits)
+{
+    union { unsigned int u; float f; } v = { bits << 16 };
+    return v.f;
+}
+
+#define FL_MADD_BF16_EMULATED(acc, a, w)                                              \
+    ((acc) += fl_bf16_float((a) >> 16) * (fl_vec_f)((w) & 0xffff0000u),                \
+     (acc) += fl_bf16_float((a) & 0xffffu) * (fl_vec_f)((w) << 16))
+FL_DEFINE_PANEL_GEMM_OF(fl_bf2, float, bfe, , FL_MADD_BF16_EMULATED)
+
+#if defined(__AVX512F__) && (defined(__clang__) ? __clang_major__ >= 9 : __GNUC__ >= 10)
+#include <immintrin.h>
+#define FL_BF16_DP 1   /* this level holds the native kernel */
+#define FL_MADD_BF16_DP(acc, a, w)                                                     \
+    ((acc) = (fl_vec_f)_mm512_dpbf16_ps((__m512)(acc),                                 \
+                                        (__m512bh)_mm512_set1_epi32((int)(a)),         \
+                                        (__m512bh)(w)))
+FL_DEFINE_PANEL_GEMM_OF(fl_bf2, float, bfn, __attribute__((target("avx512bf16"))),    \
+                        FL_MADD_BF16_DP)
+#else
+#define FL_BF16_DP 0
+#endif
+
+/* fl_panel_gemm_f on bf16 pairs, A given transposed where a_trans is set (as
+ * fl_panel_gemm_at_f). mode FL_BF16_NATIVE runs vdpbf16ps (the caller has
+ * checked the CPU has it), FL_BF16_EMULATED the same sums on fp32 FMAs. */
+static void fl_panel_gemm_bf(int mode, int a_trans, long M, long K, long npanels,
+                             const fl_bf2* A, long lda, const fl_bf2* P, long pstride,
+                             float* C, long ldc, long cstride, int add, const float* bias)
+{
+#if FL_BF16_DP
+    if (mode == FL_BF16_NATIVE) {
+        if (a_trans)
+            fl_panel_gemm_at_bfn(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add,
+                                 bias);
+        else
+            fl_panel_gemm_bfn(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add,
+                              bias);
+        return;
+    }
+#endif
+    if (a_trans)
+        fl_panel_gemm_at_bfe(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add, bias);
+    else
+        fl_panel_gemm_bfe(M, K, npanels, A, lda, P, pstride, C, ldc, cstride, add, bias);
+}
 
 #endif

@@ -15,7 +15,7 @@ import importlib.util
 import os
 
 __all__ = ["LEVELS", "REQUIRES", "built_levels", "supported_levels", "level", "reason",
-           "module"]
+           "module", "bf16_kernel"]
 
 LEVELS = ("baseline", "avx2", "avx512")
 # What code compiled for a level may use: -march=x86-64-v3 and -v4 let the
@@ -31,6 +31,9 @@ REQUIRES = {
                      "os_zmm"),
 }
 ENV = "FASTLSTM_ISA"
+# bf16's dot product (vdpbf16ps) runs only on top of the avx512 level
+BF16_REQUIRES = REQUIRES["avx512"] + ("avx512_bf16",)
+BF16_ENV = "FASTLSTM_BF16"
 
 
 def built_levels():
@@ -120,3 +123,26 @@ def module(name, at=None):
         raise RuntimeError(f"the {at} kernels cannot run here: this machine lacks "
                            f"{', '.join(lacks)}")
     return importlib.import_module(f"{__name__}.{at}.{name}")
+
+
+def bf16_kernel(at=None):
+    """(kernel, why): how precision="bf16" runs at level `at` (default: the chosen
+    level): "native" on AVX512_BF16's vdpbf16ps, or "emulated", the same sums of
+    the same bf16 products on fp32 FMAs (about half the speed). FASTLSTM_BF16=
+    emulated forces the emulation; FASTLSTM_BF16=native where it cannot run is a
+    RuntimeError."""
+    at = at or _LEVEL
+    forced = os.environ.get(BF16_ENV, "").strip()
+    if forced not in ("", "native", "emulated"):
+        raise RuntimeError(f"{BF16_ENV}={forced!r}: expected native or emulated")
+    lacks = [f for f in BF16_REQUIRES if not _FEATURES.get(f)]
+    if at != "avx512":
+        lacks.append(f"the avx512 kernels (this process runs {at})")
+    if forced == "emulated":
+        return "emulated", f"{BF16_ENV}=emulated"
+    if not lacks:
+        return "native", "AVX512_BF16 (vdpbf16ps)"
+    if forced == "native":
+        raise RuntimeError(f"{BF16_ENV}=native: this machine cannot run it: it lacks "
+                           f"{', '.join(lacks)}")
+    return "emulated", f"no bf16 dot product: lacks {', '.join(lacks)}"

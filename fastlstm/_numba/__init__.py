@@ -52,7 +52,15 @@ def _running(lengths, T, B):
     return np.full(T, B, np.intp) if counts is None else counts
 
 
-def rnn_forward(x, Wx, Wh, b, h0, cache=True, lengths=None):
+def _full_precision(precision):
+    """A ValueError for precision="bf16": these kernels run the dtype's own only."""
+    if precision is not None:
+        raise ValueError(f"precision={precision!r}: the numba backend has no bf16 kernels; "
+                         "use backend='cython'")
+
+
+def rnn_forward(x, Wx, Wh, b, h0, cache=True, lengths=None, precision=None):
+    _full_precision(precision)
     T, B, _ = x.shape
     y = empty((T, B, Wh.shape[0]), x.dtype)
     hT = h0.copy()   # rows of length 0 keep their state
@@ -73,7 +81,8 @@ def rnn_backward(cache, dy, dhT):
     return dx, dWx, dWh, dA.sum(axis=(0, 1)), np.ascontiguousarray(dh[:, :dhT.shape[1]])
 
 
-def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True, lengths=None):
+def lstm_forward(x, Wx, Wh, b, h0, c0, cache=True, lengths=None, precision=None):
+    _full_precision(precision)
     T, B, _ = x.shape
     H = Wh.shape[0]
     windows = _windows(T, B * 4 * H, cache)
@@ -110,7 +119,8 @@ def lstm_backward(cache, dy, dhT, dcT):
     return dx, dWx, dWh, dA.sum(axis=(0, 1)), np.ascontiguousarray(dh[:, :dhT.shape[1]]), dc
 
 
-def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True, lengths=None):
+def gru_forward(x, Wx, Wh, bx, bh, h0, cache=True, lengths=None, precision=None):
+    _full_precision(precision)
     T, B, _ = x.shape
     H = Wh.shape[0]
     windows = _windows(T, B * 3 * H, cache)
