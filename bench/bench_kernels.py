@@ -13,7 +13,10 @@ round), GFLOP/s, the fraction of that peak, and the time ratio torch / backend
 three times that. Backends are named as fastlstm takes them: "cython:avx2" runs
 one instruction-set level of the Cython kernels. With --ort, ONNX Runtime's
 LSTM/GRU/RNN operator is a peer of the forward (it has no training); with
---isolate each library runs in a process of its own.
+--isolate each library runs in a process of its own. With --bf16, the Cython
+backend in precision="bf16" ("cython@bf16") and torch under bf16 autocast
+("torch@bf16") join them, measured against torch's bf16 matmul peak (2048 x
+2048, the same threads) and against each other.
 """
 import argparse
 import contextlib
@@ -54,17 +57,31 @@ def gemm_peak(n_threads, dtype, size=2048, repeat=7):
     """GFLOP/s of NumPy's BLAS GEMM on size x size matrices of dtype with n_threads:
     the peak every kernel is measured against, taken in the same run."""
     a = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
-    best = float("inf")
     with threadpool_limits(n_threads):
-        a @ a
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            a @ a
-            best = min(best, time.perf_counter() - t0)
-    return 2.0 * size ** 3 / best / 1e9
+        return 2.0 * size ** 3 / _best_seconds(lambda: a @ a, repeat) / 1e9
 
 
-def fastlstm_calls(cell, backend, p):
+def bf16_peak(n_threads, size=2048, repeat=7):
+    """GFLOP/s of torch's bf16 matmul on size x size matrices with n_threads (fp32
+    sums): bf16's peak, as gemm_peak is fp32's."""
+    import torch
+    torch.set_num_threads(n_threads)
+    a = torch.randn(size, size).to(torch.bfloat16)
+    return 2.0 * size ** 3 / _best_seconds(lambda: a @ a, repeat) / 1e9
+
+
+def _best_seconds(fn, repeat):
+    """The shortest of `repeat` calls of fn, after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def fastlstm_calls(cell, backend, p, precision=None):
     """(forward, train_step) closures for a fastlstm backend; "cython+fresh" is the
     Cython backend on newly allocated arrays at every call (no memory reuse)."""
     backend, _, fresh = backend.partition("+")
@@ -76,11 +93,11 @@ def fastlstm_calls(cell, backend, p):
     def forward():
         # inference, as torch's no_grad and ONNX Runtime's forward: no cache
         with memory():
-            return fwd(*fargs, backend=backend, cache=False)
+            return fwd(*fargs, backend=backend, cache=False, precision=precision)
 
     def train_step():
         with memory():
-            cache = fwd(*fargs, backend=backend)[-1]
+            cache = fwd(*fargs, backend=backend, precision=precision)[-1]
             return bwd(cache, p["dy"], backend=backend)
 
     return forward, train_step
@@ -152,14 +169,18 @@ def one_step_us(backends, B, H, dtype, n_threads, repeat, seconds=0.3):
 
 
 def peer_calls(name, cell, p, n_threads):
+    """The closures of a peer: a backend's name, "torch" or "ort", and "@bf16" after
+    the name for bf16 (fastlstm's precision, torch's autocast)."""
+    name, _, precision = name.partition("@")
+    precision = precision or None
     if name == "torch":
-        return torch_calls(cell, p)
+        return torch_calls(cell, p, precision)
     if name == "ort":
         return ort_calls(cell, p, n_threads)
-    return fastlstm_calls(cell, name, p)
+    return fastlstm_calls(cell, name, p, precision)
 
 
-def torch_calls(cell, p):
+def torch_calls(cell, p, precision=None):
     import torch
     T, B, I = p["x"].shape
     H = p["Wh"].shape[0]
@@ -169,15 +190,19 @@ def torch_calls(cell, p):
     x = torch.from_numpy(p["x"]).requires_grad_(True)
     dy = torch.from_numpy(p["dy"])
 
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
     def forward():
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             return net(x)
 
     def train_step():
         net.zero_grad(set_to_none=True)
         x.grad = None
-        y, _ = net(x)
-        y.backward(dy)
+        with autocast():
+            y, _ = net(x)
+        y.float().backward(dy)
 
     return forward, train_step
 
@@ -203,7 +228,7 @@ def best_ms(calls, repeat):
 def worker(conn, name, n_threads):
     """Times one peer in a process of its own (--isolate): answers ("setup", cell,
     p) with None after a warm-up call, and ("time", kind) with one call's seconds."""
-    if name == "torch":
+    if name.startswith("torch"):
         import torch
         torch.set_num_threads(n_threads)
     fastlstm.set_num_threads(n_threads)
@@ -257,6 +282,8 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also cython@bf16 and torch@bf16, against bf16's matmul peak")
     ap.add_argument("--ort", action="store_true",
                     help="ONNX Runtime's operator as a peer of the forward (needs onnx "
                     "and onnxruntime: the bench extra; float32, as ORT's LSTM has no "
@@ -290,11 +317,18 @@ def main(argv=None):
             print("torch not installed: no peer column", file=sys.stderr)
     if args.ort:
         peers.append("ort")
+    if args.bf16:
+        peers += [f"{p}@bf16" for p in peers if p in ("cython", "torch")]
 
     config.show_config()
     peaks = {n: gemm_peak(n, args.dtype) for n in args.threads}
     for n, peak in peaks.items():
         print(f"NumPy {args.dtype} GEMM peak on {n} threads: {peak:.1f} GFLOP/s")
+    args.bf16_peaks = {}
+    if "torch@bf16" in peers:
+        args.bf16_peaks = {n: bf16_peak(n) for n in args.threads}
+        for n, peak in args.bf16_peaks.items():
+            print(f"torch bf16 matmul peak on {n} threads: {peak:.1f} GFLOP/s")
     if "numba" in backends:
         if args.compile_times:
             print(compile_times(), file=sys.stderr)
@@ -339,7 +373,8 @@ def main(argv=None):
                                              if calls[k][1] is not None}, args.repeat))
                     for name in peers:
                         rows.append(dict(threads=n, cell=cell, T=args.T, B=B, I=I, H=H,
-                                         backend=name, flops=flops, peak=peaks[n],
+                                         backend=name, flops=flops,
+                                         peak=_peak(args, peaks, name, n),
                                          forward_ms=fwd[name], train_ms=step.get(name)))
                     print(".", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
@@ -354,6 +389,14 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump(dict(meta=meta, rows=rows), f, indent=1)
     return rows
+
+
+def _peak(args, peaks, name, n):
+    """The peak a peer is measured against: bf16's for a bf16 peer where it was
+    measured, else the dtype's GEMM peak."""
+    if name.endswith("@bf16") and n in args.bf16_peaks:
+        return args.bf16_peaks[n]
+    return peaks[n]
 
 
 def isolated_rows(args, peers, shapes, n):
@@ -380,8 +423,8 @@ def isolated_rows(args, peers, shapes, n):
                 for name in peers:
                     rows.append(dict(threads=n, cell=cell, T=args.T, B=B, I=I, H=H,
                                      backend=name, flops=2.0 * args.T * B * GATES[cell] * H
-                                     * (I + H), peak=args.peaks[n], forward_ms=fwd[name],
-                                     train_ms=step[name]))
+                                     * (I + H), peak=_peak(args, args.peaks, name, n),
+                                     forward_ms=fwd[name], train_ms=step[name]))
                 print(".", end="", file=sys.stderr, flush=True)
     finally:
         for conn in conns.values():
@@ -467,12 +510,14 @@ def table(rows):
     def ratio(other, r, key):
         return f"{other[key] / r[key]:.2f}" if other and other[key] and r[key] else "-"
 
-    torch_ms, ort_ms = peer("torch"), peer("ort")
+    torch_ms, ort_ms, torch_bf16 = peer("torch"), peer("ort"), peer("torch@bf16")
     out = ["| threads | cell | B | H | backend | fwd ms | fwd GFLOP/s | fwd % peak "
            "| train ms | train GFLOP/s | train % peak | torch/fwd | torch/train | ort/fwd |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         key = (r["threads"], r["cell"], r["B"], r["H"])
+        # a bf16 peer against torch's bf16 autocast
+        torch_of = torch_bf16 if r["backend"].endswith("@bf16") else torch_ms
         fwd = r["flops"] / r["forward_ms"] / 1e6
         train = f"| {r['train_ms']:.2f} | {3 * r['flops'] / r['train_ms'] / 1e6:.1f} " \
             f"| {300 * r['flops'] / r['train_ms'] / 1e6 / r['peak']:.0f}% " \
@@ -480,8 +525,8 @@ def table(rows):
         out.append(
             f"| {r['threads']} | {r['cell']} | {r['B']} | {r['H']} | {r['backend']} "
             f"| {r['forward_ms']:.2f} | {fwd:.1f} | {100 * fwd / r['peak']:.0f}% {train}"
-            f"| {ratio(torch_ms.get(key), r, 'forward_ms')} "
-            f"| {ratio(torch_ms.get(key), r, 'train_ms')} "
+            f"| {ratio(torch_of.get(key), r, 'forward_ms')} "
+            f"| {ratio(torch_of.get(key), r, 'train_ms')} "
             f"| {ratio(ort_ms.get(key), r, 'forward_ms')} |")
     return "\n".join(out)
 

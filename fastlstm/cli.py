@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from . import data
+from . import _cy, data
 from ._version import __version__
 from ._threads import get_num_threads, set_num_threads
 from .backends import NAMES, get_backend
@@ -94,6 +94,9 @@ def _training_options(p, hidden, epochs, seq_len, batch_size, lr, out, data):
                    help="clip gradients to this global L2 norm")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=("auto",) + NAMES, default="auto")
+    p.add_argument("--precision", choices=("bf16",),
+                   help="bf16: mixed precision, the recurrent products on bf16 operands "
+                   "summed in fp32 (fast where the CPU has AVX512_BF16); default: fp32")
     p.add_argument("--threads", type=_positive(int), help="threads (default: all cores)")
     p.add_argument("--out", default=out, help="where to save the best model so far, "
                    f"after every epoch (default: {out})")
@@ -222,6 +225,13 @@ def _setup(args):
             threads = local_threads(comm)
         ranks = f" on each of {comm.size} ranks"
     where = f"backend {get_backend(args.backend).name}, {threads} threads{ranks}"
+    if args.precision:
+        name = get_backend(args.backend).name
+        if name == "numba":
+            raise UsageError(f"--precision {args.precision}: the numba backend has no "
+                             "bf16 kernels; use --backend cython")
+        kernel = _cy.bf16_kernel()[0] if name.startswith("cython") else "reference"
+        where += f", {args.precision} ({kernel})"
     _writable_file("--out", args.out)
     if args.plot:
         _writable_file("--plot", args.plot)
@@ -260,7 +270,7 @@ def _train_kwargs(args):
                 clip_norm=args.clip, seed=args.seed, progress=False if args.quiet else "auto",
                 checkpoint=args.out, resume=args.resume, distributed=args.distributed,
                 validation_split=args.val, callbacks=[CosineLR(args.epochs)],
-                restore_best=True)
+                restore_best=True, precision=args.precision)
 
 
 def _check_split(args, n, source, unit):

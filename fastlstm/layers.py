@@ -53,6 +53,8 @@ class Layer:
     def __init__(self, dtype, backend="auto"):
         self.dtype = _dtype(dtype)
         self.backend = backend
+        # None, or "bf16" (fastlstm.ops): the recurrent layers' products
+        self.precision = None
         self.params = {}
         self.grads = {}
 
@@ -383,7 +385,7 @@ class Recurrent(Layer):
                 params, _ = self.layer_params(layer, d)
                 initial = [s[layer * self.directions + d] for s in state]
                 out = cell_forward(y if d == 0 else reverse(y, lengths), *params, *initial,
-                                   cache=cache, lengths=lengths)
+                                   cache=cache, lengths=lengths, precision=self.precision)
                 outs.append(out[0] if d == 0 else reverse(out[0], lengths))
                 finals.append(out[1:-1])
                 caches.append(out[-1])

@@ -144,6 +144,19 @@ class Model:
             layer.backend = name
 
     @property
+    def precision(self):
+        """None (the dtype's own) or "bf16": the recurrent layers' products in mixed
+        precision (fastlstm.ops); the head, the loss and the optimizer stay in the
+        dtype."""
+        return self.layers[0].precision
+
+    @precision.setter
+    def precision(self, precision):
+        precision = ops.check_precision(precision, self.dtype, self.backend)
+        for layer in self.layers:
+            layer.precision = precision
+
+    @property
     def takes_tokens(self):
         return isinstance(self.layers[0], Embedding)
 

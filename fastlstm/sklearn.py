@@ -41,7 +41,8 @@ class _SequenceEstimator(BaseEstimator):
     early_stopping: hold out validation_fraction of the rows (stratified for the
     classifier), stop once the validation loss has not fallen for n_iter_no_change
     epochs, and keep the best epoch's weights. dtype: "float32" or "float64".
-    backend: the kernels (fastlstm.backends). random_state: None, an int or a
+    backend: the kernels (fastlstm.backends). precision: None, or "bf16" (float32)
+    for mixed precision (fastlstm.train). random_state: None, an int or a
     RandomState, for the weights, the shuffling and the split. progress: as
     fastlstm.train takes it (False: nothing).
     """
@@ -50,7 +51,7 @@ class _SequenceEstimator(BaseEstimator):
                  dropout=0.0, epochs=30, batch_size=32, lr=0.01, optimizer="adam",
                  weight_decay=0.0, clip_norm=5.0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, dtype="float32",
-                 backend="auto", random_state=None, progress=False):
+                 backend="auto", precision=None, random_state=None, progress=False):
         self.cell = cell
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -67,6 +68,7 @@ class _SequenceEstimator(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.dtype = dtype
         self.backend = backend
+        self.precision = precision
         self.random_state = random_state
         self.progress = progress
 
@@ -136,7 +138,8 @@ class _SequenceEstimator(BaseEstimator):
                               batch_size=self.batch_size, optimizer=opt,
                               clip_norm=self.clip_norm, seed=seed, validation=validation,
                               callbacks=callbacks, lengths=lengths,
-                              progress=self.progress, restore_best=bool(self.early_stopping))
+                              progress=self.progress, restore_best=bool(self.early_stopping),
+                              precision=self.precision)
         self.model_ = model
         return self
 

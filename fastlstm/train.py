@@ -95,7 +95,7 @@ class History:
 def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="adam",
           lr=None, clip_norm=5.0, seed=0, validation=None, progress="auto", callbacks=None,
           checkpoint=None, resume=False, mask=None, lengths=None, on_nan="raise",
-          distributed=None, restore_best=False):
+          distributed=None, restore_best=False, precision=None):
     """Train model on X -> Y and return its History.
 
     model: a Model, or an object that wraps one (a CharLM): that is what a
@@ -142,6 +142,10 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
     Each rank takes the machine's cores / its ranks there as threads unless a
     count was set. An exception on a rank ends the whole job
     (fastlstm.distributed).
+    precision: "bf16" trains a float32 model in mixed precision (fastlstm.ops):
+    the recurrent layers' products on bf16 operands, the weights, gradients,
+    optimizer and loss in fp32; the model keeps it (model.precision) for predict
+    and the stepper. None keeps the model's precision.
     """
     to_save = model
     model = model if isinstance(model, Model) else getattr(model, "model", None)
@@ -162,6 +166,8 @@ def train(model, X, Y, *, epochs=10, batch_size=32, seq_len=None, optimizer="ada
                          f"{progress!r}")
     if not isinstance(restore_best, (bool, np.bool_)):
         raise TypeError(f"restore_best: expected True or False, got {restore_best!r}")
+    if precision is not None:
+        model.precision = precision
     data = _prepare(model, X, Y, mask, lengths, "X")
     if data[2] is not None and not data[2].any(axis=0).all():
         empty = np.flatnonzero(~data[2].any(axis=0))
