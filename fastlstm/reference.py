@@ -290,31 +290,35 @@ def gru_backward(cache, dy, dhT):
 # backends pack them into panels). A step is the forward over one time step.
 
 
-def rnn_step_weights(Wx, Wh, b):
-    return Wx, Wh, b
+def rnn_step_weights(Wx, Wh, b, precision=None):
+    return Wx, Wh, b, precision
 
 
 def rnn_step(weights, x, h, h_next):
     """x (B, I), h (B, H) -> h_next (B, H), the next state."""
-    h_next[...] = rnn_forward(x[None], *weights, h, cache=False)[1]
+    *W, precision = weights
+    h_next[...] = rnn_forward(x[None], *W, h, cache=False, precision=precision)[1]
 
 
-def lstm_step_weights(Wx, Wh, b):
-    return Wx, Wh, b
+def lstm_step_weights(Wx, Wh, b, precision=None):
+    return Wx, Wh, b, precision
 
 
 def lstm_step(weights, x, h, c, h_next):
     """x (B, I), h, c (B, H) -> h_next (B, H); c becomes the next cell state."""
-    _, h_next[...], c[...], _ = lstm_forward(x[None], *weights, h, c, cache=False)
+    *W, precision = weights
+    _, h_next[...], c[...], _ = lstm_forward(x[None], *W, h, c, cache=False,
+                                             precision=precision)
 
 
-def gru_step_weights(Wx, Wh, bx, bh):
-    return Wx, Wh, bx, bh
+def gru_step_weights(Wx, Wh, bx, bh, precision=None):
+    return Wx, Wh, bx, bh, precision
 
 
 def gru_step(weights, x, h, h_next):
     """x (B, I), h (B, H) -> h_next (B, H), the next state."""
-    h_next[...] = gru_forward(x[None], *weights, h, cache=False)[1]
+    *W, precision = weights
+    h_next[...] = gru_forward(x[None], *W, h, cache=False, precision=precision)[1]
 
 
 # ------------------------------------------------- the rest of a training step

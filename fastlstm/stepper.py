@@ -10,56 +10,33 @@ panels, which at batch 1 took longer than the step itself), the state lives in
 preallocated arrays, and nothing is checked or limited per step. The weights are
 those of the model when the stepper was made.
 """
-from functools import partial
-
 import numpy as np
 
 from .layers import Dense, Recurrent
-from .reference import round_bf16
 
 __all__ = ["Stepper"]
 
 
 class _Cell:
-    """One layer of a recurrent stack: its step weights and its state (h, and c for
-    the LSTM) for B rows, with a spare h to write the next one into.
-
-    In bf16 (layer.precision), the RNN's and the LSTM's h enters the step only
-    through h Wh, so the step kernels run on x, h and weights rounded to bf16,
-    the sums of the bf16 forward. The GRU's h also enters its update unrounded:
-    its step is one step of the bf16 forward."""
+    """One layer of a recurrent stack: its step weights, packed in the layer's
+    precision, and its state (h, and c for the LSTM) for B rows, with a spare h
+    to write the next one into."""
 
     def __init__(self, kernels, layer, k, h, c):
         params, _ = layer.layer_params(k)
-        bf16 = layer.precision == "bf16"
-        # what x and h go through before the step kernels
-        self.operand = round_bf16 if bf16 and layer.cell != "gru" else None
-        if bf16 and layer.cell == "gru":
-            self.step_fn = partial(_forward_step, kernels.gru_forward)
-            self.weights = params
-        else:
-            if bf16:
-                params = [round_bf16(params[0]), round_bf16(params[1])] + params[2:]
-            self.step_fn = getattr(kernels, f"{layer.cell}_step")
-            self.weights = getattr(kernels, f"{layer.cell}_step_weights")(*params)
+        self.step_fn = getattr(kernels, f"{layer.cell}_step")
+        self.weights = getattr(kernels, f"{layer.cell}_step_weights")(
+            *params, precision=layer.precision)
         self.h, self.c = h, c
         self.h_next = np.empty_like(h)
 
     def step(self, x):
-        h = self.h
-        if self.operand is not None:
-            x, h = self.operand(x), self.operand(h)
         if self.c is None:
-            self.step_fn(self.weights, x, h, self.h_next)
+            self.step_fn(self.weights, x, self.h, self.h_next)
         else:
-            self.step_fn(self.weights, x, h, self.c, self.h_next)
+            self.step_fn(self.weights, x, self.h, self.c, self.h_next)
         self.h, self.h_next = self.h_next, self.h
         return self.h
-
-
-def _forward_step(forward, weights, x, h, h_next):
-    """h_next := one step of forward (a GRU's) in bf16 from x (B, I) and h (B, H)."""
-    h_next[...] = forward(x[None], *weights, h, cache=False, precision="bf16")[1]
 
 
 class Stepper:

@@ -263,7 +263,7 @@ ctypedef struct Bf16Grads:
     int mode            # 0 (the dtype's own precision), FL_BF16_EMULATED or _NATIVE
     fl_bf2* dA          # (T, B, G*ceil(H/2)) dA (the GRU's dAH) in gate_pairs
     fl_bf2* dAX         # the same of the GRU's dAX (dA itself for the others)
-    fl_bf2* rows        # scratch, GRAD_ROWS/2 * max(I, H) pairs a thread (weight_grads)
+    fl_bf2* rows        # scratch, GRAD_ROWS * max(I, H) pairs a thread (weight_grads)
     Py_ssize_t B        # the batch's rows, running or not
 
 
@@ -522,18 +522,24 @@ cdef inline void finish_step(const Py_ssize_t* active, Py_ssize_t t, Py_ssize_t 
                 cT[r * H + j] = c_t[r * H + j]
 
 
-cdef inline void step_projection(const floating* x, const floating* Wxp, const floating* bp,
+cdef inline void step_projection(const floating* x, const void* Wxp, const floating* bp,
                                  floating* A, Py_ssize_t B, Py_ssize_t I,
-                                 Py_ssize_t Np) noexcept nogil:
+                                 Py_ssize_t Np, int mode=0,
+                                 const fl_bf2* xb=NULL) noexcept nogil:
     """A (B, Np) := x (B, I) @ Wx + b for Wx, b packed by _panels.columns (Np
     columns, whole panels): the calling thread's share of the panels, inside a
-    parallel region (the one-step kernels)."""
-    cdef Py_ssize_t U = panel_units(x), nv = Np // U
+    parallel region (the one-step kernels). With bf16 (mode), Wx's panels are
+    bf16 pairs and x comes from xb, its pairs (B, ceil(I/2))."""
+    cdef Py_ssize_t U = panel_units(x), nv = Np // U, I2 = (I + 1) // 2
     cdef Py_ssize_t v0 = span_lo(nv, fl_team_size(), fl_team_rank())
     cdef Py_ssize_t v1 = span_lo(nv, fl_team_size(), fl_team_rank() + 1)
-    if v1 > v0:
-        panel_gemm(B, I, v1 - v0, x, I, Wxp + v0 * I * U, I * U, A + v0 * U, Np, U,
-                   False, False, bp + v0 * U)
+    if v1 > v0 and mode:
+        fl_panel_gemm_bf(mode, False, B, I2, v1 - v0, xb, I2,
+                         <const fl_bf2*>Wxp + v0 * I2 * U, I2 * U, <float*>A + v0 * U, Np,
+                         U, False, <const float*>bp + v0 * U)
+    elif v1 > v0:
+        panel_gemm(B, I, v1 - v0, x, I, <const floating*>Wxp + v0 * I * U, I * U,
+                   A + v0 * U, Np, U, False, False, bp + v0 * U)
 
 
 cdef inline void pack_transposed(const floating* Wh, floating* WhTp, Py_ssize_t H,
@@ -545,6 +551,57 @@ cdef inline void pack_transposed(const floating* Wh, floating* WhTp, Py_ssize_t 
         pack_unit_blocks_bf16(<const float*>Wh, <fl_bf2*>WhTp, H, G, H, q0, q1)
     else:
         pack_unit_blocks(Wh, WhTp, H, G * H, q0, q1)
+
+
+ctypedef struct StepWeights:
+    int mode            # 0, or bf16's (the panels are bf16 pairs)
+    const void* Wxp     # Wx's panels (_panels.step_weights)
+    const void* Whp     # Wh's panels
+
+
+cdef inline StepWeights step_view(tuple weights, const unsigned char[::1] Wxp,
+                                  const unsigned char[::1] Whp):
+    """The one-step kernels' view of weights (_panels.step_weights: the panels as
+    bytes, weights[0] and [2]); the caller keeps them alive."""
+    return StepWeights(weights[3], &Wxp[0], &Whp[0])
+
+
+cdef inline Py_ssize_t step_room(const StepWeights* w, int P, Py_ssize_t B,
+                                 Py_ssize_t I, Py_ssize_t H) noexcept nogil:
+    """Pairs of room for step_pairs on P threads: with bf16, B*(ceil(I/2) +
+    ceil(H/2)) a thread; one (unread) without."""
+    return P * B * ((I + 1) // 2 + (H + 1) // 2) if w.mode else 1
+
+
+cdef inline fl_bf2* step_pairs(const StepWeights* w, fl_bf2* room, const floating* x,
+                               const floating* h, Py_ssize_t B, Py_ssize_t I,
+                               Py_ssize_t H) noexcept nogil:
+    """With bf16, x (B, I) and h (B, H) in pairs, x's (B, ceil(I/2)) and then h's
+    (B, ceil(H/2)), in the calling thread's part of room (step_room): a step's are
+    a few hundred numbers, cheaper for each thread to pair than to wait at a
+    barrier for. NULL without bf16."""
+    cdef Py_ssize_t r, I2 = (I + 1) // 2, H2 = (H + 1) // 2
+    cdef fl_bf2* p
+    if w.mode == 0:
+        return NULL
+    p = room + fl_team_rank() * B * (I2 + H2)
+    for r in range(B):
+        round_pairs(<const float*>x + r * I, p + r * I2, I)
+        round_pairs(<const float*>h + r * H, p + B * I2 + r * H2, H)
+    return p
+
+
+cdef inline void one_step_gemm(const floating* h, const StepWeights* w,
+                               const fl_bf2* pairs, floating* S, Py_ssize_t B,
+                               Py_ssize_t I, Py_ssize_t H, Py_ssize_t G, Py_ssize_t q0,
+                               Py_ssize_t q1) noexcept nogil:
+    """step_gemm of the one-step kernels, on w's panels: with bf16, on h's pairs
+    from step_pairs's pairs (x's, then h's)."""
+    if w.mode:
+        step_gemm_bf16(w.mode, pairs + B * ((I + 1) // 2), <const fl_bf2*>w.Whp,
+                       <float*>S, B, H, G, q0, q1)
+    else:
+        step_gemm(h, <const floating*>w.Whp, S, B, H, G, q0, q1)
 
 
 cdef inline void step_grad_gemm(const floating* dA, const floating* Wp, floating* D,
@@ -803,9 +860,10 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
     packs with its fast copy (a quarter of the GEMM's time less).
 
     With bf16 (bg.mode; dAX, dAH, x, Wx hold bf16 numbers, h0 and y too where
-    the panel kernel does not run) the panel path runs on bf16 pairs: each
-    chunk's rows of X, and of h0 or Y, paired along the rows into the thread's
-    bg.rows, its dA packed by pack_gate_blocks_bf16; dx from bg.dAX's pairs."""
+    the panel kernel does not run) the panel path runs on bf16 pairs wherever N
+    is whole panels: each chunk's 2*GRAD_ROWS rows of X, and of h0 or Y, paired
+    along the rows into the thread's bg.rows, its dA packed by
+    pack_gate_blocks_bf16; dx from bg.dAX's pairs."""
     cdef Py_ssize_t U = panel_units(x), TB = T * B, k0, K, t, Bt
     cdef UnitSpan u
     cdef floating* PX = WT
@@ -815,11 +873,15 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
     cdef int nt = gemm_threads(running_rows(active, T, B), I + H, N, n_threads)
     cdef bint bf16 = bg != NULL and bg.mode
     cdef fl_bf2* xi
-    cdef Py_ssize_t bstride = GRAD_ROWS // 2 * U   # a bf16 panel's room
-    if N % U == 0 and max(I, H) * N * sizeof(floating) <= GRAD_MAX_BYTES * nt:
+    # bf16 chunks of twice the rows: as many pairs as fp32's chunk has rows, so
+    # each tile of dW is loaded and stored as often, in the same room
+    cdef Py_ssize_t chunk = 2 * GRAD_ROWS if bf16 else GRAD_ROWS
+    cdef Py_ssize_t bstride = GRAD_ROWS * U   # a bf16 panel's room, in pairs
+    # bf16 takes the panel kernel whatever dW's size: BLAS's path is fp32's speed
+    if N % U == 0 and (bf16 or max(I, H) * N * sizeof(floating) <= GRAD_MAX_BYTES * nt):
         with parallel(num_threads=nt):
             u = my_units(N, U)
-            xi = bg.rows + fl_team_rank() * (GRAD_ROWS // 2) * max(I, H) if bf16 else NULL
+            xi = bg.rows + fl_team_rank() * GRAD_ROWS * max(I, H) if bf16 else NULL
             k0, t, first = 0, 0, True
             while True:
                 # the next chunk of rows: of h0's rows, then of Y's, so that each has
@@ -827,14 +889,14 @@ cdef inline void weight_grads(const floating* x, const floating* h0, const float
                 if active == NULL:
                     if k0 >= TB:
                         break
-                    K = min(k0 + GRAD_ROWS, B if k0 < B else TB) - k0
+                    K = min(k0 + chunk, B if k0 < B else TB) - k0
                 else:
                     while t < T and k0 >= t * B + active[t]:
                         t = t + 1
                         k0 = t * B
                     if t >= T:
                         break
-                    K = min(GRAD_ROWS, t * B + active[t] - k0)
+                    K = min(chunk, t * B + active[t] - k0)
                 hp = h0 + k0 * H if k0 < B else y + (k0 - B) * H
                 if bf16:
                     _weight_grads_bf16(bg.mode, <const float*>x + k0 * I,

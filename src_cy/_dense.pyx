@@ -24,8 +24,10 @@ from _common cimport (span_lo, fl_team_size, fl_team_rank, input_projection,
                       rows_times_panels)
 
 from fastlstm._buffers import empty, zeros
-from ._panels import columns
+from fastlstm._cy import sibling
 from fastlstm._threads import single_threaded_blas, team_size
+
+columns = sibling(__name__, "_panels").columns
 
 cdef enum:
     # Elements below which one thread does a loop (a parallel region costs more).

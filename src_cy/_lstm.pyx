@@ -27,13 +27,17 @@ from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
                       step_grad_gemm, weight_grads, backward_scratch, add_row,
                       step_projection, running, finish_step, Bf16, Bf16Grads, fl_bf2,
                       bf16_inputs, pack_recurrent, pack_transposed, round_state,
-                      round_grads)
+                      round_grads, StepWeights, step_view, step_room, step_pairs,
+                      one_step_gemm)
 
 from fastlstm._buffers import empty, zeros
+from fastlstm._cy import sibling
 from fastlstm._rows import running_counts
-from ._bf16 import grad_operands, operands
-from ._panels import step_weights
 from fastlstm._threads import single_threaded_blas, team_size
+
+_bf16 = sibling(__name__, "_bf16")
+grad_operands, operands = _bf16.grad_operands, _bf16.operands
+step_weights = sibling(__name__, "_panels").step_weights
 
 
 cdef inline void _gates_row(floating* a, const floating* s, Py_ssize_t ns,
@@ -199,9 +203,10 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
 
 
 def lstm_step_weights(const floating[:, ::1] Wx, const floating[:, ::1] Wh,
-                      const floating[::1] b):
-    """Wx (I, 4H), Wh (H, 4H), b (4H,) packed once for lstm_step."""
-    return step_weights(Wx, Wh, b, 4)
+                      const floating[::1] b, precision=None):
+    """Wx (I, 4H), Wh (H, 4H), b (4H,) packed once for lstm_step, in precision
+    (as lstm_forward's)."""
+    return step_weights(Wx, Wh, b, 4, precision)
 
 
 def lstm_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
@@ -209,24 +214,29 @@ def lstm_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
     """One step on the weights of lstm_step_weights: x (B, I) and h (B, H) give
     h_next (B, H); c (B, H) goes from c_{t-1} to c_t in place. The same numbers as
     that step of lstm_forward."""
-    cdef const floating[::1] Wxp = weights[0], bp = weights[1], Whp = weights[2]
+    cdef StepWeights w = step_view(weights, weights[0], weights[2])
+    cdef const floating[::1] bp = weights[1]
     cdef Py_ssize_t B = x.shape[0], I = x.shape[1], H = h.shape[1], Np = bp.shape[0]
     cdef Py_ssize_t U = panel_units(&x[0, 0]), Hp = padded_units(H, U)
     dtype = np.float32 if floating is float else np.float64
     cdef floating[:, ::1] A = np.empty((B, Np), dtype)
     cdef floating[::1] S = np.empty(B * 4 * Hp, dtype)
     cdef int P = block_threads(B, H, 4, U, team_size())
+    cdef fl_bf2[::1] room = np.empty(step_room(&w, P, B, I, H), np.uint32)
+    cdef fl_bf2* xb
     cdef UnitSpan u
     cdef Py_ssize_t r, n
     with nogil, parallel(num_threads=P):
+        xb = step_pairs(&w, &room[0], &x[0, 0], &h[0, 0], B, I, H)
         # 1. A = x Wx + b, the threads splitting its columns
-        step_projection(&x[0, 0], &Wxp[0], &bp[0], &A[0, 0], B, I, Np)
+        step_projection(&x[0, 0], w.Wxp, &bp[0], &A[0, 0], B, I, Np, w.mode, xb)
         # each thread's gates read all four gate blocks of its units
         fl_team_barrier()
         u = my_units(H, U)
         n = (u.q1 - u.q0) * U
         # 2. S = h Wh for the thread's units; 3. the gate pass, as in _forward
-        step_gemm(&h[0, 0], &Whp[0], &S[B * 4 * u.j0], B, H, 4, u.q0, u.q1)
+        one_step_gemm(&h[0, 0], &w, xb, &S[B * 4 * u.j0], B, I, H, 4,
+                      u.q0, u.q1)
         for r in range(B):
             _gates_row(&A[r, u.j0], &S[B * 4 * u.j0 + r * 4 * n], n, &c[r, u.j0],
                        &c[r, u.j0], &h_next[r, u.j0], u.j1 - u.j0, H)

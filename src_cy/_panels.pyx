@@ -4,7 +4,8 @@
 every step would cost more than the step.
 
     columns(W, b)       W (K, N) as ceil(N / U) column panels, zero past column N,
-                        and b (N,) padded likewise: x W + b in whole panels
+                        and b (N,) padded likewise: x W + b in whole panels (in
+                        bf16 pairs with bf16)
     gate_blocks(W, G)   W (H, G*H) as the forward's time loop packs Wh: unit block
                         q, gate k at (q*G + k)*H*U
     unit_blocks(W)      W (H, N) as the backward's time loop packs Wh for dA Wh.T:
@@ -16,7 +17,11 @@ import numpy as np
 from cython cimport floating
 
 from _common cimport (pack_gate_blocks, pack_unit_blocks, panel_units, padded_units,
-                      panel_gemm)
+                      panel_gemm, fl_bf2, pack_gate_blocks_bf16)
+
+from fastlstm._cy import sibling
+
+mode = sibling(__name__, "_bf16").mode
 
 
 def units(dtype):
@@ -26,37 +31,50 @@ def units(dtype):
     return panel_units(&f) if np.dtype(dtype) == np.float32 else panel_units(&d)
 
 
-def columns(const floating[:, ::1] W, const floating[::1] b):
-    """(Wp (K*Np,), bp (Np,)) for W (K, N), b (N,); Np = N rounded up to whole panels."""
+def columns(const floating[:, ::1] W, const floating[::1] b, bint bf16=False):
+    """(Wp (K*Np,), bp (Np,)) for W (K, N), b (N,); Np = N rounded up to whole panels.
+    With bf16 (float32), Wp holds bf16 pairs of rows (ceil(K/2)*Np,) as uint32."""
     cdef Py_ssize_t K = W.shape[0], N = W.shape[1], U = panel_units(&W[0, 0])
     cdef Py_ssize_t Np = padded_units(N, U)
     dtype = np.float32 if floating is float else np.float64
-    Wp = np.empty(K * Np, dtype)
+    Wp = np.empty((K + 1) // 2 * Np, np.uint32) if bf16 else np.empty(K * Np, dtype)
     bp = np.zeros(Np, dtype)
     bp[:N] = b
-    cdef floating[::1] Wp_v = Wp
+    cdef unsigned char[::1] Wp_v = Wp.view(np.uint8)
     with nogil:
-        pack_gate_blocks(&W[0, 0], &Wp_v[0], K, 1, N, 0, Np // U)
+        if bf16:
+            pack_gate_blocks_bf16(<const float*>&W[0, 0], <fl_bf2*>&Wp_v[0], K, 1, N, 0,
+                                  Np // U)
+        else:
+            pack_gate_blocks(&W[0, 0], <floating*>&Wp_v[0], K, 1, N, 0, Np // U)
     return Wp, bp
 
 
-def gate_blocks(const floating[:, ::1] W, Py_ssize_t G):
-    """W (H, G*H) packed as the forward's time loop packs Wh, every unit block."""
+def gate_blocks(const floating[:, ::1] W, Py_ssize_t G, bint bf16=False):
+    """W (H, G*H) packed as the forward's time loop packs Wh, every unit block;
+    with bf16 (float32), as its bf16 loop does (pack_recurrent)."""
     cdef Py_ssize_t H = W.shape[0], U = panel_units(&W[0, 0])
     cdef Py_ssize_t nb = (H + U - 1) // U
     dtype = np.float32 if floating is float else np.float64
-    Wp = np.empty(nb * G * H * U, dtype)
-    cdef floating[::1] Wp_v = Wp
+    Wp = np.empty(nb * G * ((H + 1) // 2) * U, np.uint32) if bf16 else \
+        np.empty(nb * G * H * U, dtype)
+    cdef unsigned char[::1] Wp_v = Wp.view(np.uint8)
     with nogil:
-        pack_gate_blocks(&W[0, 0], &Wp_v[0], H, G, H, 0, nb)
+        if bf16:
+            pack_gate_blocks_bf16(<const float*>&W[0, 0], <fl_bf2*>&Wp_v[0], H, G, H, 0, nb)
+        else:
+            pack_gate_blocks(&W[0, 0], <floating*>&Wp_v[0], H, G, H, 0, nb)
     return Wp
 
 
 def step_weights(const floating[:, ::1] Wx, const floating[:, ::1] Wh,
-                 const floating[::1] b, Py_ssize_t G):
-    """(Wxp, bp, Whp): the weights of a cell with G gate blocks for its *_step."""
-    Wxp, bp = columns(Wx, b)
-    return Wxp, bp, gate_blocks(Wh, G)
+                 const floating[::1] b, Py_ssize_t G, precision=None):
+    """(Wxp, bp, Whp, mode): the weights of a cell with G gate blocks for its
+    *_step, Wxp and Whp as bytes. With precision "bf16" (float32) they are bf16
+    pairs and mode the kernels' bf16 mode (_bf16.mode), else 0."""
+    cdef int m = mode(precision)
+    Wxp, bp = columns(Wx, b, m != 0)
+    return Wxp.view(np.uint8), bp, gate_blocks(Wh, G, m != 0).view(np.uint8), m
 
 
 def unit_blocks(const floating[:, ::1] W):

@@ -23,13 +23,17 @@ from _common cimport (UnitSpan, my_units, fl_team_barrier, tanh_, input_projecti
                       step_gemm, step_grad_gemm, weight_grads,
                       backward_scratch, add_row, step_projection, running, finish_step,
                       Bf16, Bf16Grads, fl_bf2, bf16_inputs, pack_recurrent,
-                      pack_transposed, round_state, round_grads)
+                      pack_transposed, round_state, round_grads, StepWeights, step_view,
+                      step_room, step_pairs, one_step_gemm)
 
 from fastlstm._buffers import empty, zeros
+from fastlstm._cy import sibling
 from fastlstm._rows import running_counts
-from ._bf16 import grad_operands, operands
-from ._panels import step_weights
 from fastlstm._threads import single_threaded_blas, team_size
+
+_bf16 = sibling(__name__, "_bf16")
+grad_operands, operands = _bf16.grad_operands, _bf16.operands
+step_weights = sibling(__name__, "_panels").step_weights
 
 
 cdef inline void _tanh_row(floating* a, const floating* s, Py_ssize_t n) noexcept nogil:
@@ -130,32 +134,37 @@ cdef void _forward(const floating[:, :, ::1] x,      # IN  (T, B, I)
 
 
 def rnn_step_weights(const floating[:, ::1] Wx, const floating[:, ::1] Wh,
-                     const floating[::1] b):
-    """Wx (I, H), Wh (H, H), b (H,) packed once for rnn_step."""
-    return step_weights(Wx, Wh, b, 1)
+                     const floating[::1] b, precision=None):
+    """Wx (I, H), Wh (H, H), b (H,) packed once for rnn_step, in precision (as
+    rnn_forward's)."""
+    return step_weights(Wx, Wh, b, 1, precision)
 
 
 def rnn_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
              floating[:, ::1] h_next):
     """One step on the weights of rnn_step_weights: x (B, I) and h (B, H) give
     h_next (B, H). The same numbers as that step of rnn_forward."""
-    cdef const floating[::1] Wxp = weights[0], bp = weights[1], Whp = weights[2]
+    cdef StepWeights w = step_view(weights, weights[0], weights[2])
+    cdef const floating[::1] bp = weights[1]
     cdef Py_ssize_t B = x.shape[0], I = x.shape[1], H = h.shape[1], Np = bp.shape[0]
     cdef Py_ssize_t U = panel_units(&x[0, 0])
     dtype = np.float32 if floating is float else np.float64
     cdef floating[:, ::1] A = np.empty((B, Np), dtype)
     cdef floating[::1] S = np.empty(B * Np, dtype)
     cdef int P = block_threads(B, H, 1, U, team_size())
+    cdef fl_bf2[::1] room = np.empty(step_room(&w, P, B, I, H), np.uint32)
+    cdef fl_bf2* xb
     cdef UnitSpan u
     cdef Py_ssize_t r, n, j
     with nogil, parallel(num_threads=P):
+        xb = step_pairs(&w, &room[0], &x[0, 0], &h[0, 0], B, I, H)
         # 1. A = x Wx + b for the thread's columns, which are its own units (one
         # gate block): no barrier before the tanh reads them
-        step_projection(&x[0, 0], &Wxp[0], &bp[0], &A[0, 0], B, I, Np)
+        step_projection(&x[0, 0], w.Wxp, &bp[0], &A[0, 0], B, I, Np, w.mode, xb)
         u = my_units(H, U)
         n = (u.q1 - u.q0) * U
         # 2. S = h Wh for the thread's units;  3. h_next = tanh(A + S)
-        step_gemm(&h[0, 0], &Whp[0], &S[B * u.j0], B, H, 1, u.q0, u.q1)
+        one_step_gemm(&h[0, 0], &w, xb, &S[B * u.j0], B, I, H, 1, u.q0, u.q1)
         for r in range(B):
             _tanh_row(&A[r, u.j0], &S[B * u.j0 + r * n], u.j1 - u.j0)
             for j in range(u.j0, u.j1):

@@ -220,3 +220,31 @@ def test_the_command_trains_in_bf16(tmp_path):
         env=dict(os.environ, FASTLSTM_BF16="emulated"))
     assert out.returncode == 0, out.stderr
     assert "bf16" in out.stdout
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("backend", ["numpy"] + LEVELS)
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_one_step_kernels_equal_the_bf16_forward(cell, backend, kernel, monkeypatch):
+    """The serving path: weights packed once in bf16, one step on them, as one
+    step of the bf16 reference forward."""
+    if kernel == "native" and bf16_kernel_of(backend) != "native":
+        pytest.skip(f"{backend} has no native bf16 kernel")
+    monkeypatch.setenv("FASTLSTM_BF16", kernel)
+    p, _ = problem(cell, 1, 3, 37, 40, dtype=np.float32, seed=5)
+    expected = getattr(ops, f"{cell}_forward")(**p, backend="numpy", precision="bf16")
+    k = backends.get_backend(backend)
+    biases = [p[b] for b in ("bx", "bh")] if cell == "gru" else [p["b"]]
+    weights = getattr(k, f"{cell}_step_weights")(p["Wx"], p["Wh"], *biases,
+                                                 precision="bf16")
+    h, h_next = p["h0"].copy(), np.empty_like(p["h0"])
+    if cell == "lstm":
+        c = p["c0"].copy()
+        k.lstm_step(weights, p["x"][0], h, c, h_next)
+        assert_allclose(c, expected[2], rtol=0, atol=4 * UNIT * np.abs(expected[2]).max())
+    else:
+        getattr(k, f"{cell}_step")(weights, p["x"][0], h, h_next)
+    assert_allclose(h_next, expected[0][0], rtol=0,
+                    atol=4 * UNIT * np.abs(expected[0]).max())
+    full = getattr(ops, f"{cell}_forward")(**p, backend="numpy")[0][0]
+    assert np.abs(h_next - expected[0][0]).max() < np.abs(full - expected[0][0]).max()

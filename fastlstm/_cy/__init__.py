@@ -15,7 +15,7 @@ import importlib.util
 import os
 
 __all__ = ["LEVELS", "REQUIRES", "built_levels", "supported_levels", "level", "reason",
-           "module", "bf16_kernel"]
+           "module", "sibling", "bf16_kernel"]
 
 LEVELS = ("baseline", "avx2", "avx512")
 # What code compiled for a level may use: -march=x86-64-v3 and -v4 let the
@@ -123,6 +123,15 @@ def module(name, at=None):
         raise RuntimeError(f"the {at} kernels cannot run here: this machine lacks "
                            f"{', '.join(lacks)}")
     return importlib.import_module(f"{__name__}.{at}.{name}")
+
+
+def sibling(name, other):
+    """The module `other` (e.g. "_panels") of the level of the module called name
+    (its __name__, fastlstm._cy.avx2._lstm). The kernel modules import each other
+    through this, never relatively: Cython resolves a relative import against the
+    name a module was compiled under (fastlstm._cy._lstm), which every level's copy
+    shares, so the first level imported served them all."""
+    return importlib.import_module(f"{name.rpartition('.')[0]}.{other}")
 
 
 def bf16_kernel(at=None):

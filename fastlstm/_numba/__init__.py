@@ -157,7 +157,8 @@ def gru_backward(cache, dy, dhT):
             np.ascontiguousarray(dh[:, :dhT.shape[1]]))
 
 
-def rnn_step_weights(Wx, Wh, b):
+def rnn_step_weights(Wx, Wh, b, precision=None):
+    _full_precision(precision)
     return Wx, step_panels(Wh, 1), b
 
 
@@ -165,7 +166,8 @@ def rnn_step(weights, x, h, h_next):
     rnn.step(x, *weights, h, h_next)
 
 
-def lstm_step_weights(Wx, Wh, b):
+def lstm_step_weights(Wx, Wh, b, precision=None):
+    _full_precision(precision)
     return Wx, step_panels(Wh, 4), b
 
 
@@ -173,7 +175,8 @@ def lstm_step(weights, x, h, c, h_next):
     lstm.step(x, *weights, h, c, h_next)
 
 
-def gru_step_weights(Wx, Wh, bx, bh):
+def gru_step_weights(Wx, Wh, bx, bh, precision=None):
+    _full_precision(precision)
     return Wx, step_panels(Wh, 3), bx, bh
 
 
