@@ -91,13 +91,13 @@ def speed(args):
 
 
 def speed_table(rows):
-    out = ["| what | config | threads | fp32 s | bf16 s | fp32 / bf16 | sgemm GF/s "
+    out = ["| what | config | threads | fp32 ms | bf16 ms | fp32 / bf16 | sgemm GF/s "
            "| bf16 matmul GF/s |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         bf16 = f"{r['bf16_gflops']:.0f}" if r["bf16_gflops"] else "-"
-        out.append(f"| {r['kind']} | {r['config']} | {r['threads']} | {r['fp32_s']:.4f} "
-                   f"| {r['bf16_s']:.4f} | {r['ratio']:.2f} | {r['sgemm_gflops']:.0f} "
-                   f"| {bf16} |")
+        out.append(f"| {r['kind']} | {r['config']} | {r['threads']} "
+                   f"| {1e3 * r['fp32_s']:.3f} | {1e3 * r['bf16_s']:.3f} | {r['ratio']:.2f} "
+                   f"| {r['sgemm_gflops']:.0f} | {bf16} |")
     return "\n".join(out)
 
 
@@ -181,17 +181,13 @@ def main(argv=None):
     meta = dict(cpu=config.cpu_model(), bf16=fastlstm._cy.bf16_kernel(),
                 date=time.strftime("%Y-%m-%d %H:%M"),
                 command="python bench/bench_bf16.py " + " ".join(argv or sys.argv[1:]))
-    if args.accuracy:
-        result = accuracy(args)
-        print(accuracy_table(result))
-        if args.png:
-            plot(result, args.png)
-    else:
-        result = speed(args)
-        print(speed_table(result))
+    result = accuracy(args) if args.accuracy else speed(args)
+    print(accuracy_table(result) if args.accuracy else speed_table(result))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(meta=meta, rows=result), f, indent=1)
+    if args.accuracy and args.png:
+        plot(result, args.png)
 
 
 if __name__ == "__main__":
