@@ -3,16 +3,14 @@
 this level: fp32 arrays rounded to bf16, and bf16 numbers in the pairs the
 panel kernel takes (panel_gemm.h)."""
 import numpy as np
-
 from cython.parallel cimport prange
-
-from fastlstm._buffers import empty, zeros
-from fastlstm._threads import team_size
 
 from _common cimport (fl_bf2, fl_bf16_round, round_pairs, FL_BF16_DP, FL_BF16_EMULATED,
                       FL_BF16_NATIVE, GRAD_ROWS)
 
+from fastlstm._buffers import empty, zeros
 from fastlstm._cy import bf16_kernel
+from fastlstm._threads import team_size
 
 
 cdef enum:
