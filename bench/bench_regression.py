@@ -11,7 +11,9 @@ Each peer in a process of its own, rounds interleaved, best round kept
   step into Linear, MSE, backward(), clip_grad_norm_, Adam), small stacked models
   (TRAIN below), float32 and float64;
 - predict of long sequences at small batch (PREDICT below): model.predict against
-  torch's forward under no_grad, the same model.
+  torch's forward under no_grad, the same model;
+- with --bf16, float32 rows also run fastlstm at precision="bf16" and torch under
+  torch.autocast("cpu", torch.bfloat16), each in its own process.
 
 % of peak counts the recurrent GEMMs only: 2 (I + H) 4H flops a row and step and
 layer for the forward, three times that for a train step.
@@ -52,15 +54,22 @@ def flops(F, H, layers, T, rows):
 
 
 class FastlstmPeer:
+    precision = None
+
     def __init__(self, threads):
         import fastlstm
         self.fl = fastlstm
         fastlstm.set_num_threads(threads)
 
+    def _model(self, F, H, layers, dtype):
+        model = self.fl.Model.for_regression(F, 1, hidden_size=H, num_layers=layers,
+                                             dtype=dtype)
+        model.precision = self.precision
+        return model
+
     def setup_train(self, F, H, layers, B, T, dtype):
         X, y = data(F, T, ROWS, dtype)
-        self.model = self.fl.Model.for_regression(F, 1, hidden_size=H, num_layers=layers,
-                                                  dtype=dtype)
+        self.model = self._model(F, H, layers, dtype)
         self.opt, self.args = self.fl.Adam(1e-3), (X, y, B)
         self.epoch = 0
         self.train_round()
@@ -75,8 +84,7 @@ class FastlstmPeer:
 
     def setup_predict(self, F, H, layers, B, T, dtype):
         self.X = data(F, T, B, dtype)[0]
-        self.model = self.fl.Model.for_regression(F, 1, hidden_size=H, num_layers=layers,
-                                                  dtype=dtype)
+        self.model = self._model(F, H, layers, dtype)
         self.predict_round()
 
     def predict_round(self):
@@ -86,10 +94,15 @@ class FastlstmPeer:
 
 
 class TorchPeer:
+    autocast = False
+
     def __init__(self, threads):
         import torch
         self.torch = torch
         torch.set_num_threads(threads)
+
+    def _precision(self):
+        return self.torch.autocast("cpu", self.torch.bfloat16, enabled=self.autocast)
 
     def _net(self, F, H, layers, dtype):
         torch = self.torch
@@ -114,8 +127,9 @@ class TorchPeer:
         t0 = time.perf_counter()
         for b0 in range(0, ROWS, B):
             rows = order[b0:b0 + B]
-            out, _ = self.lstm(X[rows])
-            loss = torch.nn.functional.mse_loss(self.head(out[:, -1]), y[rows])
+            with self._precision():
+                out, _ = self.lstm(X[rows])
+                loss = torch.nn.functional.mse_loss(self.head(out[:, -1]).float(), y[rows])
             self.opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.params, 5.0)
@@ -129,13 +143,23 @@ class TorchPeer:
 
     def predict_round(self):
         t0 = time.perf_counter()
-        with self.torch.no_grad():
+        with self.torch.no_grad(), self._precision():
             out, _ = self.lstm(self.X)
             self.head(out[:, -1])
         return time.perf_counter() - t0
 
 
-PEERS = {"fastlstm": FastlstmPeer, "torch": TorchPeer}
+class FastlstmBf16Peer(FastlstmPeer):
+    precision = "bf16"
+
+
+class TorchBf16Peer(TorchPeer):
+    autocast = True
+
+
+PEERS = {"fastlstm": FastlstmPeer, "torch": TorchPeer,
+         "fastlstm-bf16": FastlstmBf16Peer, "torch-bf16": TorchBf16Peer}
+FP32_PEERS = ["fastlstm", "torch"]
 
 
 def main(argv=None):
@@ -145,10 +169,13 @@ def main(argv=None):
     ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--no-predict", action="store_true")
+    ap.add_argument("--bf16", action="store_true",
+                    help="float32 rows also in bf16: fastlstm's and torch's autocast")
     ap.add_argument("--json")
     ap.add_argument("--md")
     args = ap.parse_args(argv)
-    keys = [(peer, n) for n in args.threads for peer in PEERS]
+    peers = list(PEERS) if args.bf16 else FP32_PEERS
+    keys = [(peer, n) for n in args.threads for peer in peers]
     workers = Workers(keys, PEERS)
     rows = []
     try:
@@ -158,8 +185,9 @@ def main(argv=None):
                                           for d in args.dtypes]) \
             + ([] if args.no_predict else [("predict", c, "float32") for c in PREDICT])
         for n in args.threads:
-            mine = [k for k in keys if k[1] == n]
             for measure, (name, F, H, layers, B, T), dtype in jobs:
+                mine = [k for k in keys if k[1] == n
+                        and (dtype == "float32" or k[0] in FP32_PEERS)]
                 kind = "train" if measure == "train epoch" else "predict"
                 best = rounds(workers, mine, (f"setup_{kind}", F, H, layers, B, T, dtype),
                               f"{kind}_round", args.rounds)
@@ -182,15 +210,25 @@ def main(argv=None):
 
 
 def table(rows, meta):
+    bf16 = any("fastlstm-bf16_ms" in r for r in rows)
+    extra = (" fastlstm bf16 ms | torch fp32 / fastlstm bf16 | torch bf16 / fastlstm bf16 |"
+             if bf16 else "")
     lines = [f"CPU: {meta['cpu']} ({meta['cores']} cores), level {meta['level']}; "
              f"train: {meta['rows']} rows an epoch; % of the sgemm peak of the same run", "",
              "| measure | model | dtype | threads | fastlstm ms | % peak | torch ms | % peak | "
-             "torch / fastlstm |", "|---|---|---|---|---|---|---|---|---|"]
+             "torch / fastlstm |" + extra,
+             "|---|---|---|---|---|---|---|---|---|" + "---|" * extra.count("|")]
     for r in rows:
-        lines.append(f"| {r['measure']} | {r['config']} | {r['dtype']} | {r['threads']} | "
-                     f"{r['fastlstm_ms']:.1f} | {r['fastlstm_pct_peak']:.0f}% | "
-                     f"{r['torch_ms']:.1f} | {r['torch_pct_peak']:.0f}% | "
-                     f"{r['torch_ms'] / r['fastlstm_ms']:.2f} |")
+        line = (f"| {r['measure']} | {r['config']} | {r['dtype']} | {r['threads']} | "
+                f"{r['fastlstm_ms']:.1f} | {r['fastlstm_pct_peak']:.0f}% | "
+                f"{r['torch_ms']:.1f} | {r['torch_pct_peak']:.0f}% | "
+                f"{r['torch_ms'] / r['fastlstm_ms']:.2f} |")
+        if bf16:
+            mine = r.get("fastlstm-bf16_ms")
+            line += (" - | - | - |" if mine is None else
+                     f" {mine:.1f} | {r['torch_ms'] / mine:.2f} | "
+                     f"{r['torch-bf16_ms'] / mine:.2f} |")
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 

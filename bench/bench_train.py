@@ -373,15 +373,21 @@ class Workers:
             proc.join()
 
 
+QUIET = 0.3   # s: OpenBLAS's and ONNX Runtime's idle pools spin up to about 0.1 s
+
+
 def rounds(workers, keys, setup, run, n):
     """Best seconds of n rounds per key; the keys take turns, each round starting
-    one further on."""
+    one further on, after QUIET seconds in which the last peer's idle threads stop
+    spinning (else they hold a core of the next peer's run)."""
     for key in keys:
         workers.call(key, *setup)
     best = {key: float("inf") for key in keys}
     for i in range(n):
         k = i % len(keys)
         for key in keys[k:] + keys[:k]:
+            if len(keys) > 1:
+                time.sleep(QUIET)
             best[key] = min(best[key], workers.call(key, run))
     return best
 
