@@ -9,7 +9,7 @@ Each peer in a process of its own, rounds interleaved, best round kept
 - one epoch of fastlstm.train on Model.for_regression (Adam, clip_norm 5, batches
   of B rows shuffled) against the torch loop on the same model (nn.LSTM, its last
   step into Linear, MSE, backward(), clip_grad_norm_, Adam), small stacked models
-  (TRAIN below), float32 and float64;
+  and a long recording a few rows at a time (TRAIN below), float32 and float64;
 - predict of long sequences at small batch (PREDICT below): model.predict against
   torch's forward under no_grad, the same model;
 - with --bf16, float32 rows also run fastlstm at precision="bf16" and torch under
@@ -31,14 +31,15 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bench_train import Workers, report, rounds   # noqa: E402
 from fastlstm.config import cpu_model   # noqa: E402
 
-ROWS = 512
-# (name, F, H, layers, B, T): small stacked models, as users of such models report
-TRAIN = [("F1 H32x2 B16 T50", 1, 32, 2, 16, 50),
-         ("F4 H64x2 B32 T100", 4, 64, 2, 32, 100),
-         ("F8 H128x3 B64 T30", 8, 128, 3, 64, 30)]
-# (name, F, H, layers, B, T): long recordings, few at a time
-PREDICT = [("F4 H256x2 B1 T2000", 4, 256, 2, 1, 2000),
-           ("F4 H256x2 B8 T2000", 4, 256, 2, 8, 2000)]
+# (name, F, H, layers, B, T, rows an epoch): small stacked models, as users of
+# such models report, and a long recording trained a few rows at a time
+TRAIN = [("F1 H32x2 B16 T50", 1, 32, 2, 16, 50, 512),
+         ("F4 H64x2 B32 T100", 4, 64, 2, 32, 100, 512),
+         ("F8 H128x3 B64 T30", 8, 128, 3, 64, 30, 512),
+         ("F4 H64x2 B8 T1000", 4, 64, 2, 8, 1000, 64)]
+# (name, F, H, layers, B, T, rows): long recordings, few at a time
+PREDICT = [("F4 H256x2 B1 T2000", 4, 256, 2, 1, 2000, 1),
+           ("F4 H256x2 B8 T2000", 4, 256, 2, 8, 2000, 8)]
 
 
 def data(F, T, rows, dtype, seed=0):
@@ -67,8 +68,8 @@ class FastlstmPeer:
         model.precision = self.precision
         return model
 
-    def setup_train(self, F, H, layers, B, T, dtype):
-        X, y = data(F, T, ROWS, dtype)
+    def setup_train(self, F, H, layers, B, T, rows, dtype):
+        X, y = data(F, T, rows, dtype)
         self.model = self._model(F, H, layers, dtype)
         self.opt, self.args = self.fl.Adam(1e-3), (X, y, B)
         self.epoch = 0
@@ -82,8 +83,8 @@ class FastlstmPeer:
                       clip_norm=5.0, seed=self.epoch, progress=False)
         return time.perf_counter() - t0
 
-    def setup_predict(self, F, H, layers, B, T, dtype):
-        self.X = data(F, T, B, dtype)[0]
+    def setup_predict(self, F, H, layers, B, T, rows, dtype):
+        self.X = data(F, T, rows, dtype)[0]
         self.model = self._model(F, H, layers, dtype)
         self.predict_round()
 
@@ -111,9 +112,9 @@ class TorchPeer:
         head = torch.nn.Linear(H, 1).to(tdtype)
         return lstm, head
 
-    def setup_train(self, F, H, layers, B, T, dtype):
+    def setup_train(self, F, H, layers, B, T, rows, dtype):
         torch = self.torch
-        X, y = data(F, T, ROWS, dtype)
+        X, y = data(F, T, rows, dtype)
         self.lstm, self.head = self._net(F, H, layers, dtype)
         self.params = list(self.lstm.parameters()) + list(self.head.parameters())
         self.opt = torch.optim.Adam(self.params, 1e-3)
@@ -123,9 +124,9 @@ class TorchPeer:
     def train_round(self):
         torch = self.torch
         X, y, B = self.args
-        order = torch.from_numpy(np.random.default_rng().permutation(ROWS))
+        order = torch.from_numpy(np.random.default_rng().permutation(len(X)))
         t0 = time.perf_counter()
-        for b0 in range(0, ROWS, B):
+        for b0 in range(0, len(X), B):
             rows = order[b0:b0 + B]
             with self._precision():
                 out, _ = self.lstm(X[rows])
@@ -136,8 +137,8 @@ class TorchPeer:
             self.opt.step()
         return time.perf_counter() - t0
 
-    def setup_predict(self, F, H, layers, B, T, dtype):
-        self.X = self.torch.from_numpy(data(F, T, B, dtype)[0])
+    def setup_predict(self, F, H, layers, B, T, rows, dtype):
+        self.X = self.torch.from_numpy(data(F, T, rows, dtype)[0])
         self.lstm, self.head = self._net(F, H, layers, dtype)
         self.predict_round()
 
@@ -185,15 +186,15 @@ def main(argv=None):
                                           for d in args.dtypes]) \
             + ([] if args.no_predict else [("predict", c, "float32") for c in PREDICT])
         for n in args.threads:
-            for measure, (name, F, H, layers, B, T), dtype in jobs:
+            for measure, (name, F, H, layers, B, T, n_rows), dtype in jobs:
                 mine = [k for k in keys if k[1] == n
                         and (dtype == "float32" or k[0] in FP32_PEERS)]
                 kind = "train" if measure == "train epoch" else "predict"
-                best = rounds(workers, mine, (f"setup_{kind}", F, H, layers, B, T, dtype),
+                best = rounds(workers, mine,
+                              (f"setup_{kind}", F, H, layers, B, T, n_rows, dtype),
                               f"{kind}_round", args.rounds)
-                work = flops(F, H, layers, T, ROWS if kind == "train" else B) \
-                    * (3 if kind == "train" else 1)
-                row = dict(measure=measure, config=name, dtype=dtype, threads=n,
+                work = flops(F, H, layers, T, n_rows) * (3 if kind == "train" else 1)
+                row = dict(measure=measure, config=name, dtype=dtype, threads=n, rows=n_rows,
                            peak_gflops=peak[n],
                            **{f"{p}_ms": 1e3 * s for (p, _), s in best.items()},
                            **{f"{p}_pct_peak": 100 * work / s / (peak[n] * 1e9)
@@ -204,7 +205,7 @@ def main(argv=None):
         workers.close()
     from fastlstm import _cy
     meta = dict(cpu=cpu_model(), level=_cy.level(), cores=os.cpu_count(),
-                python=platform.python_version(), rows=ROWS,
+                python=platform.python_version(),
                 command="python bench/bench_regression.py " + " ".join(argv or sys.argv[1:]))
     report(args, meta, rows, table(rows, meta))
 
@@ -214,13 +215,13 @@ def table(rows, meta):
     extra = (" fastlstm bf16 ms | torch fp32 / fastlstm bf16 | torch bf16 / fastlstm bf16 |"
              if bf16 else "")
     lines = [f"CPU: {meta['cpu']} ({meta['cores']} cores), level {meta['level']}; "
-             f"train: {meta['rows']} rows an epoch; % of the sgemm peak of the same run", "",
-             "| measure | model | dtype | threads | fastlstm ms | % peak | torch ms | % peak | "
-             "torch / fastlstm |" + extra,
-             "|---|---|---|---|---|---|---|---|---|" + "---|" * extra.count("|")]
+             "% of the sgemm peak of the same run", "",
+             "| measure | model | rows | dtype | threads | fastlstm ms | % peak | torch ms "
+             "| % peak | torch / fastlstm |" + extra,
+             "|---|---|---|---|---|---|---|---|---|---|" + "---|" * extra.count("|")]
     for r in rows:
-        line = (f"| {r['measure']} | {r['config']} | {r['dtype']} | {r['threads']} | "
-                f"{r['fastlstm_ms']:.1f} | {r['fastlstm_pct_peak']:.0f}% | "
+        line = (f"| {r['measure']} | {r['config']} | {r['rows']} | {r['dtype']} "
+                f"| {r['threads']} | {r['fastlstm_ms']:.1f} | {r['fastlstm_pct_peak']:.0f}% | "
                 f"{r['torch_ms']:.1f} | {r['torch_pct_peak']:.0f}% | "
                 f"{r['torch_ms'] / r['fastlstm_ms']:.2f} |")
         if bf16:
