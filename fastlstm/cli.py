@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from . import _cy, data
+from . import _cy, data, ops
 from ._version import __version__
 from ._threads import get_num_threads, set_num_threads
 from .backends import NAMES, get_backend
@@ -226,10 +226,11 @@ def _setup(args):
         ranks = f" on each of {comm.size} ranks"
     where = f"backend {get_backend(args.backend).name}, {threads} threads{ranks}"
     if args.precision:
+        try:
+            ops.check_precision(args.precision, np.float32, args.backend)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         name = get_backend(args.backend).name
-        if name == "numba":
-            raise UsageError(f"--precision {args.precision}: the numba backend has no "
-                             "bf16 kernels; use --backend cython")
         kernel = _cy.bf16_kernel()[0] if name.startswith("cython") else "reference"
         where += f", {args.precision} ({kernel})"
     _writable_file("--out", args.out)

@@ -11,11 +11,12 @@ Shapes: x (T, B, I); Wx (I, G*H); Wh (H, G*H); b (G*H,); h0, c0 (B, H);
 y, dy (T, B, H); G = 1 (RNN), 4 (LSTM), 3 (GRU). One dtype per call: float32 or
 float64, taken from x.
 
-precision None (the dtype's own) or "bf16" (float32 only): mixed precision, every
-product of the forward and the backward on operands rounded to bf16, summed in
-fp32; the state, the gates and the sums stay fp32; the cache holds x, Wx, Wh so
-rounded, and the precision, which the backward follows (docs/DESIGN.md, "bf16"). Where the CPU has no bf16 dot product, the cython
-backend runs the same sums on fp32 FMAs and warns once.
+precision None (the dtype's own) or "bf16" (float32 only; the cython and numpy
+backends): mixed precision, every product of the forward and the backward on
+operands rounded to bf16, summed in fp32; the state, the gates and the sums stay
+fp32; the cache holds x, Wx, Wh so rounded, and the precision, which the backward
+follows (docs/DESIGN.md, "bf16"). Where the CPU has no bf16 dot product, the
+cython backend runs the same sums on fp32 FMAs and warns once.
 
 lengths (B,) int, 1 <= lengths[b] <= T, or None (every row runs all T steps): past
 its length a row's state stays, its outputs are 0 and dy there counts for nothing;
@@ -103,9 +104,10 @@ def _inputs(G, x, Wx, Wh):
 
 def check_precision(precision, dtype, backend="auto"):
     """precision checked for a model of dtype on backend: None or "bf16". A
-    ValueError for another value or for bf16 on float64; bf16 on the cython
-    backend of a CPU without a bf16 dot product warns once (RuntimeWarning) that
-    it runs emulated, the same numbers more slowly."""
+    ValueError for another value, for bf16 on float64 or on the numba backend
+    (which has no bf16 kernels); bf16 on the cython backend of a CPU without a
+    bf16 dot product warns once (RuntimeWarning) that it runs emulated, the same
+    numbers more slowly."""
     if not (precision is None or isinstance(precision, str) and precision in PRECISIONS):
         raise ValueError(f"precision: expected None or 'bf16', got {precision!r}")
     if precision is None:
@@ -114,6 +116,9 @@ def check_precision(precision, dtype, backend="auto"):
         raise ValueError(f"precision='bf16' needs float32 (bf16 operands, fp32 sums and "
                          f"state), got {np.dtype(dtype).name}")
     name = get_backend(backend).name
+    if name == "numba":
+        raise ValueError("precision='bf16': the numba backend has no bf16 kernels; the "
+                         "cython backend has them")
     if name.startswith("cython") and not _warned_emulated:
         kernel, why = _cy.bf16_kernel(name.partition(":")[2] or None)
         if kernel == "emulated":
@@ -197,7 +202,9 @@ def _forward(cell, backend, cache, lengths, x, Wx, Wh, biases, states, precision
                                              [(x, 1)] + [(s, 0) for s in states])
     arrays = (x, Wx, Wh) + tuple(states)
     if cache:
-        arrays = _kept(zip(arrays, given))
+        # in bf16 the backend keeps x, Wx and Wh rounded, in arrays of its own
+        own = 3 if precision else 0
+        arrays = arrays[:own] + tuple(_kept(zip(arrays[own:], given[own:])))
     x, Wx, Wh, *states = arrays
     out = getattr(get_backend(backend), f"{cell}_forward")(
         x, Wx, Wh, *biases, *states, cache=bool(cache), lengths=lengths,

@@ -190,6 +190,43 @@ def test_bad_precisions_are_clear_errors():
         model.precision = "bf16"
 
 
+@pytest.mark.skipif("numba" not in backends.available_backends(), reason="no numba")
+def test_a_numba_model_refuses_bf16_when_it_is_set():
+    """Refused where it is asked for, not at the first forward after."""
+    model = fastlstm.Model.for_tokens(10, hidden_size=8, backend="numba")
+    with pytest.raises(ValueError, match="numba backend has no bf16 kernels"):
+        model.precision = "bf16"
+    assert model.precision is None
+    with pytest.raises(ValueError, match="numba backend has no bf16 kernels"):
+        fastlstm.train(model, np.zeros((2, 4), np.int64), np.zeros((2, 4), np.int64),
+                       epochs=1, precision="bf16", progress=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "fastlstm", "train", "--epochs", "1", "--hidden", "16",
+         "--backend", "numba", "--precision", "bf16"],
+        capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2
+    assert "numba backend has no bf16 kernels" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + LEVELS)
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_the_bf16_backward_is_true_to_its_forward_when_the_caller_writes_its_inputs(
+        backend, cell):
+    """In bf16 the cache holds x, Wx and Wh rounded, apart from the caller's."""
+    p, g = problem(cell, 3, 2, 4, 5, dtype=np.float32)
+    forward = getattr(ops, f"{cell}_forward")
+    backward = getattr(ops, f"{cell}_backward")
+    want = backward(forward(**{k: v.copy() for k, v in p.items()}, backend=backend,
+                            precision="bf16")[-1], **g, backend=backend)
+    cache = forward(**p, backend=backend, precision="bf16")[-1]
+    for v in p.values():
+        v[...] = 7.0
+    got = backward(cache, **g, backend=backend)
+    for w, a in zip(want, got):
+        assert_array_equal(a, w)
+
+
 def test_train_predict_and_stepper_in_bf16():
     """A model trained in bf16 learns as in fp32; predict and the stepper run in
     the model's precision and agree with each other."""
