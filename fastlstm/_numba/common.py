@@ -86,15 +86,38 @@ def _sigmoid_overload(a):
 @njit(inline="always", **JIT)
 def one_of(a):
     """1 in a's dtype: a bare literal 1 is int64 in Numba and would turn float32
-    gate arithmetic into float64."""
-    return np.ones(1, dtype=a.dtype)[0]
+    gate arithmetic into float64. (Not np.ones: in a parallel function that is a
+    parallel loop of its own, compiled as one.)"""
+    one = np.empty(1, dtype=a.dtype)
+    one[0] = 1
+    return one[0]
 
+
+# add_into, copy_into and zero stand in for the array expressions acc[...] += a,
+# dst[...] = src and a[...] = 0 (and np.zeros): in a parallel function Numba makes
+# each such expression a parallel loop, compiled as a function of its own, and
+# with a broadcast it compiles its shape check's message too. Written as these
+# loops, a first LSTM train compiled in 43 s instead of 65 (bench/RESULTS.md).
 
 @njit(**JIT)
 def add_into(acc, a):
     """acc += a, elementwise over two (n,) arrays, in a loop LLVM vectorises."""
     for j in range(acc.shape[0]):
         acc[j] += a[j]
+
+
+@njit(**JIT)
+def copy_into(dst, src):
+    """dst[:] = src over two (n,) arrays, as add_into."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@njit(**JIT)
+def zero(a):
+    """a[:] = 0 over a (n,) array, as add_into."""
+    for j in range(a.shape[0]):
+        a[j] = 0
 
 
 @njit(inline="always", **JIT)
@@ -110,7 +133,8 @@ def finish_step(active, t, y_t, hT):
     Bt = active[t]
     ending = 0 if t == active.shape[0] - 1 else active[t + 1]
     y_t[Bt:] = 0
-    hT[ending:Bt] = y_t[ending:Bt]
+    for r in range(ending, Bt):
+        copy_into(hT[r], y_t[r])
 
 
 @njit(**JIT)
@@ -118,7 +142,8 @@ def finish_cell(active, t, c_t, cT):
     """After step t: the rows whose last step t is hand their c to cT (LSTM)."""
     Bt = active[t]
     ending = 0 if t == active.shape[0] - 1 else active[t + 1]
-    cT[ending:Bt] = c_t[ending:Bt]
+    for r in range(ending, Bt):
+        copy_into(cT[r], c_t[r])
 
 
 # Multiply-adds of the per-step product each thread of a step must have, as in
@@ -260,7 +285,8 @@ def input_projection(x2, Wx, b, A2, n_threads):
             lo, hi = span_lo(rows, n_threads, p), span_lo(rows, n_threads, p + 1)
             if hi > lo:
                 np.dot(x2[lo:hi], Wx, A2[lo:hi])
-                A2[lo:hi] += b
+                for r in range(lo, hi):
+                    add_into(A2[r], b)
         return
     Wxp = np.empty(I * N, dtype=x2.dtype)
     for p in prange(n_threads):
@@ -353,8 +379,9 @@ def weight_grads(x, h0, y, Wx, dAX, dAH, n_threads):
                          span_lo(nq, P, p + 1))
     else:
         h_prev = np.empty((rows, H), dtype=x.dtype)
-        h_prev[:B] = h0
-        h_prev[B:] = y.reshape(rows, H)[:rows - B]
+        y2 = y.reshape(rows, H)
+        for r in range(rows):
+            copy_into(h_prev[r], h0[r] if r < B else y2[r - B])
         np.dot(x2.T, dAX2, dWx)
         np.dot(h_prev.T, dAH2, dWh)
     if I % U == 0:

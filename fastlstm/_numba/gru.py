@@ -4,8 +4,8 @@ has a buffer of its own, as the reset gate scales only its n block."""
 import numpy as np
 from numba import njit, prange
 
-from .common import add_into, dh_units, finish_step, one_of, recurrent_units, sigmoid, \
-    start_backward, start_forward, tanh, thread_blocks
+from .common import add_into, copy_into, dh_units, finish_step, one_of, recurrent_units, \
+    sigmoid, start_backward, start_forward, tanh, thread_blocks, zero
 from .jit import JIT
 from .panels import START_C, blocks
 from .simd import lanes
@@ -41,14 +41,14 @@ def gate_pass(a, s, bh, hp, hn, yt, n, m, j0, H):
         s_rz[j] = sigmoid(s_rz[j])
     r_, z_ = s[:m], s[n:n + m]
     a_n, hn, yt, hp = a[2 * H + j0:2 * H + j0 + m], hn[j0:j0 + m], yt[j0:j0 + m], hp[j0:j0 + m]
-    hn[:] = s[2 * n:2 * n + m]
+    copy_into(hn, s[2 * n:2 * n + m])
     add_into(hn, bh[2 * H + j0:2 * H + j0 + m])
     for j in range(m):
         a_n[j] += r_[j] * hn[j]
     for j in range(m):
         a_n[j] = tanh(a_n[j])
     for k in range(2):
-        a[k * H + j0:k * H + j0 + m] = s[k * n:k * n + m]
+        copy_into(a[k * H + j0:k * H + j0 + m], s[k * n:k * n + m])
     for j in range(m):
         yt[j] = (one - z_[j]) * a_n[j] + z_[j] * hp[j]
 
@@ -82,7 +82,8 @@ def step(x, Wx, Whp, bx, bh, h, h_next):
     U = lanes(x)
     gates = np.empty((1, B, 3 * H), dtype=x.dtype)
     np.dot(x, Wx, gates[0])
-    gates[0] += bx
+    for r in range(B):
+        add_into(gates[0, r], bx)
     forward_units(0, 0, blocks(H, U), h, bh, Whp,
                   np.empty(B * 3 * blocks(H, U) * U, dtype=x.dtype), gates,
                   np.empty((1, B, H), dtype=x.dtype), h_next.reshape(1, B, H), B)
@@ -125,8 +126,8 @@ def gate_pass_backward(a, hn, hp, dy, dax, dah, dh, j0, m, H):
         dar[j] = dan[j] * hn[j] * r_[j] * (one - r_[j])
     for j in range(m):
         daz[j] = dh[j] * (hp[j] - n_[j]) * z_[j] * (one - z_[j])
-    dhr[:] = dar
-    dhz[:] = daz
+    copy_into(dhr, dar)
+    copy_into(dhz, daz)
     for j in range(m):
         dhn[j] = dan[j] * r_[j]
     for j in range(m):
@@ -149,5 +150,7 @@ def backward(Wh, h0, y, gates, hn, dy, dAX, dAH, dh, active, n_threads):
                 q0, q1 = thread_blocks(H, U, P, p)
                 backward_units(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh, active)
         if t > 0:
-            dAX[t - 1, active[t - 1]:] = 0
-            dAH[t - 1, active[t - 1]:] = 0
+            for r in range(active[t - 1], B):
+                zero(dAX[t - 1, r])
+            for r in range(active[t - 1], B):
+                zero(dAH[t - 1, r])

@@ -9,8 +9,8 @@ partial products over rows after the loop.
 import numpy as np
 from numba import njit, prange
 
-from .common import add_into, dh_units, finish_cell, finish_step, one_of, recurrent_units, \
-    sigmoid, start_backward, start_forward, tanh, thread_blocks
+from .common import add_into, copy_into, dh_units, finish_cell, finish_step, one_of, \
+    recurrent_units, sigmoid, start_backward, start_forward, tanh, thread_blocks, zero
 from .jit import JIT
 from .panels import START_ZERO, blocks
 from .simd import lanes
@@ -50,7 +50,7 @@ def gate_pass(a, s, n, m, j0, H, cp, ct, yt):
     for j in range(n):
         s_o[j] = sigmoid(s_o[j])
     for k in range(4):
-        a[k * H + j0:k * H + j0 + m] = s[k * n:k * n + m]
+        copy_into(a[k * H + j0:k * H + j0 + m], s[k * n:k * n + m])
     i_, f_, g_, o_ = s[:m], s[n:n + m], s[2 * n:2 * n + m], s[3 * n:3 * n + m]
     cp, ct, yt = cp[j0:j0 + m], ct[j0:j0 + m], yt[j0:j0 + m]
     for j in range(m):
@@ -90,7 +90,8 @@ def step(x, Wx, Whp, b, h, c, h_next):
     U = lanes(x)
     gates = np.empty((1, B, 4 * H), dtype=x.dtype)
     np.dot(x, Wx, gates[0])
-    gates[0] += b
+    for r in range(B):
+        add_into(gates[0, r], b)
     forward_units(0, 0, blocks(H, U), h, c, Whp,
                   np.empty(B * 4 * (blocks(H, U)) * U, dtype=x.dtype), gates,
                   c.reshape(1, B, H), h_next.reshape(1, B, H), B)
@@ -130,7 +131,7 @@ def gate_pass_backward(a, c, c_prev, dy, da, dh, dc, tc, j0, m, H):
                       da[3 * H + j0:3 * H + j0 + m])
     c, c_prev, dy = c[j0:j0 + m], c_prev[j0:j0 + m], dy[j0:j0 + m]
     dh, dc = dh[j0:j0 + m], dc[j0:j0 + m]
-    tc[:] = c
+    copy_into(tc, c)
     for j in range(m):
         tc[j] = tanh(tc[j])
     add_into(dh, dy)
@@ -168,4 +169,5 @@ def backward(Wh, c0, c, gates, dy, dA, dh, dc, active, n_threads):
                 q0, q1 = thread_blocks(H, U, P, p)
                 backward_units(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc, active)
         if t > 0:
-            dA[t - 1, active[t - 1]:] = 0
+            for r in range(active[t - 1], B):
+                zero(dA[t - 1, r])

@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit, prange
 
 from .common import add_into, dh_units, finish_step, one_of, recurrent_units, start_backward, \
-    start_forward, tanh, thread_blocks
+    start_forward, tanh, thread_blocks, zero
 from .jit import JIT
 from .panels import START_ZERO, blocks
 from .simd import lanes
@@ -56,7 +56,8 @@ def step(x, Wx, Whp, b, h, h_next):
     U = lanes(x)
     y = h_next.reshape(1, B, H)
     np.dot(x, Wx, y[0])
-    y[0] += b
+    for r in range(B):
+        add_into(y[0, r], b)
     forward_units(0, 0, blocks(H, U), h, Whp,
                   np.empty(B * blocks(H, U) * U, dtype=x.dtype), y, B)
 
@@ -97,4 +98,5 @@ def backward(Wh, y, dy, dA, dh, active, n_threads):
                 q0, q1 = thread_blocks(H, U, P, p)
                 backward_units(t, q0, q1, WhTp, y, dy, dA, dh, active)
         if t > 0:
-            dA[t - 1, active[t - 1]:] = 0
+            for r in range(active[t - 1], B):
+                zero(dA[t - 1, r])

@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from .jit import JIT
-from .common import span_lo
+from .common import add_into, copy_into, one_of, span_lo, zero
 
 # Elements below which one thread does the work (a parallel loop costs more).
 PARALLEL_MIN = 65536
@@ -25,18 +25,27 @@ def dense_backward(x, W, dy, dx, dW, db, P):
     """dW = x.T dy and db = dy summed over rows, from P partial sums over the rows;
     dx = dy W.T where dx has rows (it is (0, K) without need_dx)."""
     M = x.shape[0]
-    part_W = np.zeros((P,) + dW.shape, dtype=dW.dtype)
-    part_b = np.zeros((P,) + db.shape, dtype=db.dtype)
+    part_W = np.empty((P,) + dW.shape, dtype=dW.dtype)
+    part_b = np.empty((P,) + db.shape, dtype=db.dtype)
     for p in prange(P):
         lo, hi = span_lo(M, P, p), span_lo(M, P, p + 1)
+        zero(part_b[p])
         if hi > lo:
             np.dot(x[lo:hi].T, dy[lo:hi], part_W[p])
             for r in range(lo, hi):
-                part_b[p] += dy[r]
+                add_into(part_b[p], dy[r])
             if dx.shape[0]:
                 np.dot(dy[lo:hi], W.T, dx[lo:hi])
-    dW[...] = part_W.sum(axis=0)
-    db[...] = part_b.sum(axis=0)
+        else:
+            for k in range(dW.shape[0]):
+                zero(part_W[p, k])
+    for k in range(dW.shape[0]):
+        copy_into(dW[k], part_W[0, k])
+        for p in range(1, P):
+            add_into(dW[k], part_W[p, k])
+    copy_into(db, part_b[0])
+    for p in range(1, P):
+        add_into(db, part_b[p])
 
 
 @njit(parallel=True, **JIT)
@@ -78,7 +87,7 @@ def softmax_xent(z, t, keep, scale, dz, P):
         part = 0.0
         for r in range(span_lo(M, P, p), span_lo(M, P, p + 1)):
             if keep.shape[0] and not keep[r]:
-                dz[r] = 0
+                zero(dz[r])
             else:
                 part += _xent_row(z[r], t[r], scale, dz[r])
         total += part
@@ -118,7 +127,7 @@ def sum_squares(a, P):
 @njit(parallel=True, **JIT)
 def adam_update(p, g, m, v, lr_t, beta1, beta2, eps, decay, P):
     n = p.shape[0]
-    one = np.ones(1, dtype=p.dtype)[0]
+    one = one_of(p)
     b1, b2 = one * beta1, one * beta2
     c1, c2, e, keep = one * (1 - beta1), one * (1 - beta2), one * eps, one * (1 - decay)
     for q in prange(P):
@@ -134,7 +143,7 @@ def adam_update(p, g, m, v, lr_t, beta1, beta2, eps, decay, P):
 def sgd_update(p, g, v, lr, momentum, decay, P):
     """v has n entries, or none without momentum."""
     n = p.shape[0]
-    one = np.ones(1, dtype=p.dtype)[0]
+    one = one_of(p)
     mu, step, keep = one * momentum, one * lr, one * (1 - decay)
     for q in prange(P):
         for k in range(span_lo(n, P, q), span_lo(n, P, q + 1)):
