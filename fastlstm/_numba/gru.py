@@ -152,5 +152,4 @@ def backward(Wh, h0, y, gates, hn, dy, dAX, dAH, dh, active, n_threads):
         if t > 0:
             for r in range(active[t - 1], B):
                 zero(dAX[t - 1, r])
-            for r in range(active[t - 1], B):
                 zero(dAH[t - 1, r])
