@@ -191,7 +191,7 @@ def test_bad_precisions_are_clear_errors():
 
 
 @pytest.mark.skipif("numba" not in backends.available_backends(), reason="no numba")
-def test_a_numba_model_refuses_bf16_when_it_is_set():
+def test_a_numba_model_refuses_bf16_when_it_is_set(tmp_path):
     """Refused where it is asked for, not at the first forward after."""
     model = fastlstm.Model.for_tokens(10, hidden_size=8, backend="numba")
     with pytest.raises(ValueError, match="numba backend has no bf16 kernels"):
@@ -203,7 +203,7 @@ def test_a_numba_model_refuses_bf16_when_it_is_set():
     out = subprocess.run(
         [sys.executable, "-m", "fastlstm", "train", "--epochs", "1", "--hidden", "16",
          "--backend", "numba", "--precision", "bf16"],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert out.returncode == 2
     assert "numba backend has no bf16 kernels" in out.stderr
     assert "Traceback" not in out.stderr
