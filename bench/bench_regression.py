@@ -130,7 +130,7 @@ class TorchPeer:
             rows = order[b0:b0 + B]
             with self._precision():
                 out, _ = self.lstm(X[rows])
-                loss = torch.nn.functional.mse_loss(self.head(out[:, -1]).float(), y[rows])
+                loss = torch.nn.functional.mse_loss(self.head(out[:, -1]), y[rows])
             self.opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.params, 5.0)
