@@ -3,8 +3,6 @@ Wh = weight_hh.T): outputs and every gradient. Skipped where torch is missing.""
 import numpy as np
 import pytest
 
-import fastlstm
-
 from fastlstm.cells import CELLS
 
 from cells import COMPILED, OUTPUTS, problem, run
