@@ -1,5 +1,6 @@
 """Builds src_cy/*.pyx into the extensions fastlstm._cy.<level>.<name>, one copy per
-instruction-set level, and src_cy/_cpu.pyx into fastlstm._cy._cpu.
+instruction-set level, and the modules of BASELINE_ONLY (src_cy/_cpu.pyx, _team.pyx)
+once, into fastlstm._cy._cpu and fastlstm._cy._team.
 
 Every kernel module is cythonized once and compiled for each level of LEVELS that
 the compiler can target (on x86-64: the baseline, x86-64-v3 and x86-64-v4; on
@@ -36,6 +37,9 @@ LEVELS = {
     "avx512": ["-march=x86-64-v4", "-mprefer-vector-width=512"],
 }
 LEVEL_DIR = os.path.join("build", "fastlstm-levels")
+# Compiled once, at the baseline: the CPU's features (read before a level is
+# chosen) and the team's wake (no arithmetic; every level shares one OpenMP runtime).
+BASELINE_ONLY = ("_cpu", "_team")
 
 
 def openmp_flags():
@@ -111,10 +115,11 @@ def extensions():
                   libraries=[] if sys.platform == "win32" else ["m"])
     flags = optimisation_flags() + compile_omp
     kernels = [os.path.splitext(os.path.basename(p))[0]
-               for p in sorted(glob.glob("src_cy/*.pyx")) if not p.endswith("_cpu.pyx")]
+               for p in sorted(glob.glob("src_cy/*.pyx"))
+               if os.path.basename(p)[:-4] not in BASELINE_ONLY]
     cythonized = cythonize(
         [Extension(f"fastlstm._cy.{name}", [f"src_cy/{name}.pyx"], **common)
-         for name in kernels + ["_cpu"]],
+         for name in kernels + list(BASELINE_ONLY)],
         include_path=["src_cy"],
         compiler_directives={
             "language_level": 3,
@@ -125,8 +130,8 @@ def extensions():
         },
     )
     c_files = {ext.name.rsplit(".", 1)[1]: ext.sources[0] for ext in cythonized}
-    out = [Extension("fastlstm._cy._cpu", [c_files["_cpu"]], extra_compile_args=flags,
-                     **common)]
+    out = [Extension(f"fastlstm._cy.{name}", [c_files[name]], extra_compile_args=flags,
+                     **common) for name in BASELINE_ONLY]
     # Off GCC and Clang (MSVC) the baseline alone.
     for level, level_flags in (LEVELS if GNU else {"baseline": []}).items():
         for name in kernels:

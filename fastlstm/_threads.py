@@ -2,10 +2,12 @@
 thread limits around them.
 
 get_num_threads() is the count set (default: the cores this process may use);
-team_size() is what the kernels take, the same or fewer while other processes
-hold some of the cores (_Governor). FASTLSTM_ADAPTIVE_THREADS=0 turns that off.
+team_size(work) is what a kernel call takes: the same, or fewer while other
+processes hold some of the cores (_Governor), or one for a small call that finds
+the team's threads asleep (_Wake). FASTLSTM_ADAPTIVE_THREADS=0 turns both off.
 """
 import contextlib
+import math
 import os
 import time
 
@@ -118,14 +120,90 @@ class _Governor:
         self.cut = min(n - 1, max(0, lost))
 
 
+class _Wake:
+    """One thread for a small call while the team's threads sleep.
+
+    Between calls OpenMP's threads spin a little, then sleep in the OS, and the
+    next parallel region waits until all of them have woken. On the project's
+    2-core VM an empty 2-thread region took 2 us right after another, 0.05-0.1 ms
+    after 10 ms without one, and 4-8 ms after 50-200 ms (bench/RESULTS.md,
+    2026-12-07, "after idle"): the host schedules an idle virtual CPU again. The
+    one-step serving path at B1 H256 took 18 us a step back to back and 5.7-7.8 ms
+    a step 50-200 ms apart on 2 threads, 0.22 ms on one.
+
+    A call that finds the team asleep (no call used it for COLD seconds) decides
+    like a ski renter: it runs on one thread while what one thread loses, its work
+    at RATE times 1 - 1/n, summed over the run of calls since the team slept,
+    stays below the last timed wake; the call that would pass that wakes the team
+    and times the wake (`probe`, an empty region). So a lone small call never
+    waits for a wake that costs more than its work, a run of calls or a large
+    call wakes the team at most once, and neither loses more than twice what the
+    better choice in hindsight would have cost. RATE errs low, so a call's end is
+    placed late and a team just used is not taken for asleep."""
+
+    COLD = 0.003   # s after the team's last call from which its threads count as asleep
+    RATE = 1e10    # multiply-adds (or elements) one thread does a second, on the low side
+
+    def __init__(self, probe=None, clock=time.perf_counter):
+        self.enabled = os.environ.get("FASTLSTM_ADAPTIVE_THREADS", "1") != "0"
+        self.probe = probe      # probe(n): an empty region of n threads; None: find it
+        self.clock = clock
+        self.free_at = -math.inf   # when the team's last call is due to end
+        self.run_end = -math.inf   # when the last call on one thread is due to end
+        self.wake = 0.0            # s the last timed wake took (halved at each faster one)
+        self.owed = 0.0            # s one thread lost over this run of calls
+        self.ahead = 0.0           # work of the calls expected to follow (expect)
+
+    def team(self, n, work):
+        """The threads out of n for a call of `work` multiply-adds or elements;
+        None: n, whatever the team's state."""
+        if not self.enabled or n == 1 or work is None:
+            return n
+        now = self.clock()
+        alone, ahead = work / self.RATE, self.ahead / self.RATE
+        self.ahead = 0.0
+        if now - self.free_at < self.COLD:
+            self.free_at = max(self.free_at, now) + alone / n
+            return n
+        if now - self.run_end > self.COLD:
+            self.owed = 0.0     # a wake now would not have served the calls before
+        lost = (alone + ahead) * (1 - 1 / n)
+        if self.owed + lost < self.wake:
+            self.owed += lost
+            self.run_end = now + alone
+            return 1
+        self._time_wake(n)
+        self.free_at = self.clock() + alone / n
+        return n
+
+    def _time_wake(self, n):
+        if self.probe is None:
+            from ._cy._team import wake
+            self.probe = wake
+        t0 = self.clock()
+        self.probe(n)
+        self.wake = max(self.clock() - t0, self.wake / 2)
+        self.owed = 0.0
+
+
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _governor = _Governor()
+_wake = _Wake()
 
 
-def team_size():
-    """The threads the kernels' parallel regions take now: get_num_threads(), or
-    fewer while other processes hold cores (_Governor)."""
-    return _governor.team(_num_threads)
+def expect(work):
+    """Calls of `work` multiply-adds in all follow this one back to back (the steps
+    of a generation): the next call that finds the team asleep weighs them with
+    its own, and wakes the team for a run that will repay it."""
+    _wake.ahead = work
+
+
+def team_size(work=None):
+    """The threads a kernel call of `work` multiply-adds (or elements, for a pass)
+    takes: get_num_threads(), or fewer while other processes hold cores
+    (_Governor), or one for a small call while the team sleeps (_Wake). Without
+    work, the count the governor allows."""
+    return _wake.team(_governor.team(_num_threads), work)
 
 
 def _check(n):

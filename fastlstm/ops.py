@@ -77,7 +77,7 @@ def all_finite(a):
     a = np.ascontiguousarray(a)
     if _compiled_all_finite is None or a.dtype not in _DTYPES:
         return bool(np.isfinite(a).all())
-    return _compiled_all_finite(a.reshape(-1), team_size())
+    return _compiled_all_finite(a.reshape(-1), team_size(a.size))
 
 
 def _inputs(G, x, Wx, Wh):

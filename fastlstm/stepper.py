@@ -12,6 +12,7 @@ those of the model when the stepper was made.
 """
 import numpy as np
 
+from ._threads import expect
 from .layers import Dense, Recurrent
 
 __all__ = ["Stepper"]
@@ -29,6 +30,8 @@ class _Cell:
             *params, precision=layer.precision)
         self.h, self.c = h, c
         self.h_next = np.empty_like(h)
+        Wx, Wh = params[0], params[1]
+        self.work = (Wx.shape[0] + Wh.shape[0]) * Wh.shape[1]   # multiply-adds a row
 
     def step(self, x):
         if self.c is None:
@@ -54,6 +57,7 @@ class Stepper:
         kernels = model.layers[0].kernels
         states = model._states(state, self.batch_size)
         self._stages = []
+        self._work = 0   # multiply-adds of a step, a row
         for layer in model.layers:
             if isinstance(layer, Recurrent):
                 s = next(states) or layer.zero_state(self.batch_size)
@@ -61,8 +65,10 @@ class Stepper:
                                s[1][k].copy() if len(s) > 1 else None)
                          for k in range(layer.num_layers)]
                 self._stages.append(("cells", layer, cells))
+                self._work += sum(cell.work for cell in cells)
             elif isinstance(layer, Dense):
                 W, b = layer.params["W"], layer.params["b"]
+                self._work += W.size
                 self._stages.append(("dense", layer, (kernels.dense_step_weights(W, b),
                                                       kernels.dense_step)))
             else:
@@ -83,6 +89,12 @@ class Stepper:
                 for cell in part:
                     out = cell.step(out)
         return out
+
+    def expect(self, steps):
+        """`steps` calls of step follow back to back: a team of threads that has
+        gone to sleep is woken at the first of them if the run repays the wake
+        (fastlstm._threads._Wake), instead of once it has run long enough."""
+        expect(steps * self.batch_size * self._work)
 
     def select(self, rows):
         """Keep the state of these rows (an int array, repeats allowed), in this order:

@@ -146,6 +146,7 @@ class CharLM:
         # log-probabilities, then logits: the same up to a constant per step
         scores, state = self._read(self._context(prefix))
         stepper = self.model.stepper(1, state)
+        stepper.expect(n)
         out = []
         for _ in range(n):
             if temperature == 0:
@@ -254,6 +255,7 @@ class CharLM:
         C, W, L = len(logp), len(words), max(len(w) for w in words)
         stepper = self.model.stepper(C, state)
         stepper.select(np.repeat(np.arange(C), W))
+        stepper.expect(L)
         lengths = np.tile([len(w) for w in words], C)
         ids = np.zeros((W, L), np.intp)
         for r, w in enumerate(words):

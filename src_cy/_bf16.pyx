@@ -23,7 +23,7 @@ def rounded(const float[::1] a):
     out = empty(a.shape[0], np.float32)
     cdef unsigned int[::1] bits = out.view(np.uint32)
     cdef Py_ssize_t k, n = a.shape[0]
-    cdef int nt = team_size() if n >= PARALLEL_MIN else 1
+    cdef int nt = team_size(n) if n >= PARALLEL_MIN else 1
     with nogil:
         for k in prange(n, schedule='static', num_threads=nt):
             bits[k] = fl_bf16_round(a[k]) << 16
@@ -37,7 +37,7 @@ def pairs(const float[:, ::1] a):
     cdef Py_ssize_t M = a.shape[0], K = a.shape[1], K2 = (K + 1) // 2, r
     out = empty((M, K2), np.uint32)
     cdef fl_bf2[:, ::1] out_v = out
-    cdef int nt = team_size() if M * K >= PARALLEL_MIN else 1
+    cdef int nt = team_size(M * K) if M * K >= PARALLEL_MIN else 1
     with nogil:
         for r in prange(M, schedule='static', num_threads=nt):
             round_pairs(&a[r, 0], &out_v[r, 0], K)

@@ -400,6 +400,14 @@ cdef enum:
     STEP_MIN_WORK = 32768
 
 
+cdef inline Py_ssize_t sequence_work(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I,
+                                     Py_ssize_t H, Py_ssize_t G) noexcept nogil:
+    """Multiply-adds of a cell's forward over T steps (x_t Wx and h_{t-1} Wh), the
+    size fastlstm._threads.team_size weighs a call by; a backward does twice as
+    many."""
+    return T * B * (I + H) * G * H
+
+
 cdef inline int block_threads(Py_ssize_t B, Py_ssize_t H, Py_ssize_t n_gates,
                               Py_ssize_t U, int n_threads) noexcept nogil:
     """Threads for the time loop: at most one per block of U units, and at least

@@ -57,7 +57,7 @@ def dense_forward(const floating[:, ::1] x, const floating[:, ::1] W,
     y = empty((M, Np), dtype)
     cdef floating[:, ::1] y_v = y
     cdef floating[::1] Wp = empty(K * Np, dtype)
-    cdef int nt = team_size()
+    cdef int nt = team_size(M * K * Np)
     with single_threaded_blas(), nogil:
         # y = x @ W + b
         input_projection(&x[0, 0], &Wn[0, 0], &bn[0], &y_v[0, 0], &Wp[0], 1, M, K, Np,
@@ -88,7 +88,7 @@ def dense_backward(const floating[:, ::1] x, const floating[:, ::1] W,
         dx_v = dx
         dx_p = &dx_v[0, 0]
     cdef floating[::1] WT = empty(backward_scratch(K, 0, Np), dtype)
-    cdef int nt = team_size()
+    cdef int nt = team_size((2 if need_dx else 1) * M * K * Np)
     with single_threaded_blas(), nogil:
         # dW = x.T @ dy;  dx = dy @ W.T
         weight_grads(&x[0, 0], NULL, NULL, &Wn[0, 0], &dyn[0, 0], NULL, &dW_v[0, 0], NULL,
@@ -139,7 +139,7 @@ def embedding_backward(const Py_ssize_t[::1] ids, const floating[:, ::1] dy,
     dtype = np.float32 if floating is float else np.float64
     dW = zeros((V, E), dtype)
     cdef floating[:, ::1] dW_v = dW
-    cdef int nt = team_size() if M * E >= PARALLEL_MIN else 1
+    cdef int nt = team_size(M * E) if M * E >= PARALLEL_MIN else 1
     with nogil:
         _scatter_add(&ids[0], &dy[0, 0], M, E, V, &dW_v[0, 0], nt)
     return dW

@@ -24,7 +24,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport parallel
 
-from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
+from _common cimport (sequence_work, UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
                       input_projection, inference_window, panel_units, padded_units,
                       block_threads,
                       step_gemm, step_grad_gemm,
@@ -132,7 +132,7 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     counts = running_counts(lengths, T, B)
     cdef const Py_ssize_t[::1] active_v = counts
     cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
-    cdef int nt = team_size()
+    cdef int nt = team_size(sequence_work(T, B, I, H, 3))
     with single_threaded_blas(), nogil:
         _forward(x, Wx, Wh, bx, bh, h0, Wxp, Whp, S, y_v, gates_v, hn_v, hT_v, active, nt,
                  &bf)
@@ -220,7 +220,7 @@ def gru_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
     cdef floating[:, ::1] A = np.empty((B, Np), dtype)
     cdef floating[::1] S = np.empty(B * 3 * Hp, dtype)
     cdef floating[:, ::1] hn = np.empty((B, H), dtype)
-    cdef int P = block_threads(B, H, 3, U, team_size())
+    cdef int P = block_threads(B, H, 3, U, team_size(sequence_work(1, B, I, H, 3)))
     cdef fl_bf2[::1] room = np.empty(step_room(&w, P, B, I, H), np.uint32)
     cdef fl_bf2* xb
     cdef UnitSpan u
@@ -270,7 +270,7 @@ def gru_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     counts = running_counts(cache.get("lengths"), T, B)
     cdef const Py_ssize_t[::1] active_v = counts
     cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
-    cdef int nt = team_size()
+    cdef int nt = team_size(2 * sequence_work(T, B, I, H, 3))
     mode, hw0, yw, dAb, dAXb, rows = grad_operands(cache, 3, nt, True)
     cdef const floating[:, ::1] hw0_v = hw0
     cdef const floating[:, :, ::1] yw_v = yw

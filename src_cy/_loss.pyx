@@ -32,7 +32,7 @@ def softmax_xent(const floating[:, ::1] z, const Py_ssize_t[::1] t,
     itself (each row is read before it is written)."""
     cdef Py_ssize_t M = z.shape[0], V = z.shape[1], r
     cdef const unsigned char* kp = NULL if keep is None else &keep[0]
-    cdef int nt = team_size() if M * V >= PARALLEL_MIN else 1
+    cdef int nt = team_size(M * V) if M * V >= PARALLEL_MIN else 1
     cdef double total = 0
     with nogil:
         for r in prange(M, schedule='static', num_threads=nt):
@@ -77,7 +77,7 @@ def mse(const floating[:, ::1] p, const floating[:, ::1] y,
     """Returns the loss summed over the kept rows and writes dp (M, F)."""
     cdef Py_ssize_t M = p.shape[0], F = p.shape[1], r, f
     cdef const unsigned char* kp = NULL if keep is None else &keep[0]
-    cdef int nt = team_size() if M * F >= PARALLEL_MIN else 1
+    cdef int nt = team_size(M * F) if M * F >= PARALLEL_MIN else 1
     cdef double total = 0, row
     cdef floating d, two_scale = <floating>(2 * scale)
     with nogil:

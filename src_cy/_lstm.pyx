@@ -21,7 +21,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport parallel
 
-from _common cimport (UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
+from _common cimport (sequence_work, UnitSpan, my_units, fl_team_barrier, sigmoid, tanh_,
                       input_projection, inference_window, panel_units, padded_units,
                       block_threads, step_gemm,
                       step_grad_gemm, weight_grads, backward_scratch, add_row,
@@ -129,7 +129,7 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     counts = running_counts(lengths, T, B)
     cdef const Py_ssize_t[::1] active_v = counts
     cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
-    cdef int nt = team_size()
+    cdef int nt = team_size(sequence_work(T, B, I, H, 4))
     with single_threaded_blas(), nogil:
         _forward(x, Wx, Wh, b, h0, c0, Wxp, Whp, S, y_v, c_v, gates_v, hT_v, cT_v, active,
                  nt, &bf)
@@ -221,7 +221,7 @@ def lstm_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
     dtype = np.float32 if floating is float else np.float64
     cdef floating[:, ::1] A = np.empty((B, Np), dtype)
     cdef floating[::1] S = np.empty(B * 4 * Hp, dtype)
-    cdef int P = block_threads(B, H, 4, U, team_size())
+    cdef int P = block_threads(B, H, 4, U, team_size(sequence_work(1, B, I, H, 4)))
     cdef fl_bf2[::1] room = np.empty(step_room(&w, P, B, I, H), np.uint32)
     cdef fl_bf2* xb
     cdef UnitSpan u
@@ -272,7 +272,7 @@ def lstm_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::
     counts = running_counts(cache.get("lengths"), T, B)
     cdef const Py_ssize_t[::1] active_v = counts
     cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
-    cdef int nt = team_size()
+    cdef int nt = team_size(2 * sequence_work(T, B, I, H, 4))
     mode, hw0, yw, dAb, dAXb, rows = grad_operands(cache, 4, nt)
     cdef const floating[:, ::1] hw0_v = hw0
     cdef const floating[:, :, ::1] yw_v = yw

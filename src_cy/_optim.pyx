@@ -22,7 +22,7 @@ cdef enum:
 
 
 cdef int _threads(Py_ssize_t n):
-    return team_size() if n >= PARALLEL_MIN else 1
+    return team_size(n) if n >= PARALLEL_MIN else 1
 
 
 def sum_squares(const floating[::1] a):

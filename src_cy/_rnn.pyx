@@ -18,7 +18,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport parallel
 
-from _common cimport (UnitSpan, my_units, fl_team_barrier, tanh_, input_projection,
+from _common cimport (sequence_work, UnitSpan, my_units, fl_team_barrier, tanh_, input_projection,
                       panel_units, padded_units, block_threads,
                       step_gemm, step_grad_gemm, weight_grads,
                       backward_scratch, add_row, step_projection, running, finish_step,
@@ -82,7 +82,7 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] Wx,
     counts = running_counts(lengths, T, B)
     cdef const Py_ssize_t[::1] active_v = counts
     cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
-    cdef int nt = team_size()
+    cdef int nt = team_size(sequence_work(T, B, I, H, 1))
     with single_threaded_blas(), nogil:
         _forward(x, Wx, Wh, b, h0, Whp, S, y_v, hT_v, active, nt, &bf)
     if not cache:
@@ -151,7 +151,7 @@ def rnn_step(tuple weights, const floating[:, ::1] x, const floating[:, ::1] h,
     dtype = np.float32 if floating is float else np.float64
     cdef floating[:, ::1] A = np.empty((B, Np), dtype)
     cdef floating[::1] S = np.empty(B * Np, dtype)
-    cdef int P = block_threads(B, H, 1, U, team_size())
+    cdef int P = block_threads(B, H, 1, U, team_size(sequence_work(1, B, I, H, 1)))
     cdef fl_bf2[::1] room = np.empty(step_room(&w, P, B, I, H), np.uint32)
     cdef fl_bf2* xb
     cdef UnitSpan u
@@ -196,7 +196,7 @@ def rnn_backward(dict cache, const floating[:, :, ::1] dy, const floating[:, ::1
     counts = running_counts(cache.get("lengths"), T, B)
     cdef const Py_ssize_t[::1] active_v = counts
     cdef const Py_ssize_t* active = NULL if counts is None else &active_v[0]
-    cdef int nt = team_size()
+    cdef int nt = team_size(2 * sequence_work(T, B, I, H, 1))
     mode, hw0, yw, dAb, dAXb, rows = grad_operands(cache, 1, nt)
     cdef const floating[:, ::1] hw0_v = hw0
     cdef const floating[:, :, ::1] yw_v = yw

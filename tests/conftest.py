@@ -20,3 +20,13 @@ def python(tmp_path):
                               capture_output=True, text=True, cwd=tmp_path,
                               env=dict(os.environ, **env), timeout=600)
     return run
+
+
+@pytest.fixture(autouse=True)
+def team_as_asked(monkeypatch):
+    """Kernel calls in the tests take the team they ask for. A small call that finds
+    the team's threads asleep runs on one thread otherwise (fastlstm._threads._Wake),
+    and the tests of the split across threads would test one thread. tests/
+    test_threads.py tests the wake on its own and in fresh processes."""
+    from fastlstm import _threads
+    monkeypatch.setattr(_threads._wake, "enabled", False)

@@ -59,6 +59,9 @@ class TableModel:
             def select(self, rows):
                 self.words = [self.words[r] for r in rows]
 
+            def expect(self, steps):
+                pass
+
             def step(self, ids):
                 self.words = [w + model.vocab.chars[k] for w, k in zip(self.words, ids)]
                 return np.stack([model.logp(w) for w in self.words])

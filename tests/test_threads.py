@@ -83,6 +83,137 @@ def test_governor_leaves_one_thread_and_quiet_machines_alone():
     assert governed([(0.25, 1.0, 0.0, 7.0)] * 2, n=8, cores=8)[0] == [7, 7]
 
 
+def woken(calls, n=2, wake_s=0.004):
+    """A _Wake on a clock of its own fed calls (seconds since the last, work in
+    multiply-adds), whose probe takes wake_s: the threads each call got, and the
+    probes made."""
+    from fastlstm._threads import _Wake
+    now, probes = [0.0], []
+
+    def probe(threads):
+        probes.append(threads)
+        now[0] += wake_s
+
+    w = _Wake(probe, clock=lambda: now[0])
+    w.enabled = True
+    got = []
+    for gap, work in calls:
+        now[0] += gap
+        got.append(w.team(n, work))
+    return got, probes, w
+
+
+def test_wake_a_small_call_after_idle_runs_on_one_thread_once_a_wake_was_timed():
+    """The first call finds no wake timed and wakes the team (timing 4 ms); a small
+    call 200 ms later (10 us of work: 5 us lost on one thread) runs on one."""
+    got, probes, w = woken([(0.2, 1e6), (0.2, 1e5)])
+    assert got == [2, 1] and probes == [2]
+    assert w.wake == pytest.approx(0.004)
+
+
+def test_wake_the_team_serves_calls_back_to_back_without_probing():
+    got, probes, _ = woken([(0.2, 1e6)] + [(1e-5, 1e5)] * 5)
+    assert got == [2] * 6 and probes == [2]
+
+
+def test_wake_a_large_call_after_idle_wakes_the_team():
+    """10 ms on one thread loses 5 ms on 2: more than the 4 ms wake."""
+    got, probes, _ = woken([(0.2, 1e6), (0.2, 1e8)])
+    assert got == [2, 2] and probes == [2, 2]
+
+
+def test_wake_a_run_of_small_calls_wakes_the_team_once_its_losses_pass_a_wake():
+    """Calls of 0.1 ms each, 10 us apart, after idle: each loses 0.05 ms on one
+    thread; the 81st would bring the run's loss past the 4.01 ms of a wake, and
+    wakes the team."""
+    got, probes, _ = woken([(0.2, 1e6), (0.2, 1e6)] + [(1e-5 + 1e-4, 1e6)] * 100,
+                           wake_s=0.00401)
+    assert got[1:81] == [1] * 80 and got[81:] == [2] * 21, got
+    assert probes == [2, 2]
+
+
+def test_wake_calls_further_apart_than_the_team_stays_awake_never_wake_it():
+    """A server's small calls 50 ms apart: a wake would not serve the next call, so
+    what each loses on one thread does not add up."""
+    got, probes, _ = woken([(0.2, 1e6)] + [(0.05, 1e6)] * 200)
+    assert got[1:] == [1] * 200 and probes == [2]
+
+
+def test_wake_a_run_announced_ahead_wakes_the_team_at_its_first_call():
+    """After a 4 ms wake was timed, a small call alone stays on one thread; the same
+    call announced as the first of a run of 1e8 multiply-adds (5 ms lost on one
+    thread) wakes the team, and the announcement is spent by that call."""
+    from fastlstm._threads import _Wake
+    now = [0.0]
+    w = _Wake(lambda n: now.__setitem__(0, now[0] + 0.004), clock=lambda: now[0])
+    w.enabled, w.wake = True, 0.004
+    now[0] = 1.0
+    assert w.team(2, 1e5) == 1
+    now[0] = 2.0
+    w.ahead = 1e8
+    assert w.team(2, 1e5) == 2 and w.ahead == 0.0
+
+
+def test_stepper_announces_the_work_of_its_steps(monkeypatch):
+    """Stepper.expect(n): n steps of (E + H) * 4H multiply-adds for the LSTM and
+    H * V for the head, a row, times its rows."""
+    import fastlstm
+    from fastlstm import stepper as stepper_module
+    told = []
+    monkeypatch.setattr(stepper_module, "expect", told.append)
+    V, E, H = 11, 5, 7
+    model = fastlstm.Model.for_tokens(V, hidden_size=H, embed_size=E)
+    s = model.stepper(batch_size=3)
+    s.expect(20)
+    assert told == [20 * 3 * ((E + H) * 4 * H + H * V)]
+
+
+def test_wake_learns_a_cheaper_wake_by_halves_and_a_dearer_one_at_once():
+    from fastlstm._threads import _Wake
+    w = _Wake(lambda n: None)
+    w.wake, times = 0.008, iter([0.0, 0.001, 0.0, 0.02])
+    w.clock = lambda: next(times)
+    w._time_wake(2)
+    assert w.wake == pytest.approx(0.004)
+    w._time_wake(2)
+    assert w.wake == 0.02
+
+
+def test_wake_leaves_one_thread_unknown_work_and_the_switch_off_alone():
+    from fastlstm._threads import _Wake
+    w = _Wake(lambda n: pytest.fail("probed"), clock=lambda: 1.0)
+    w.enabled, w.wake = True, 1.0
+    assert w.team(1, 1e3) == 1 and w.team(4, None) == 4
+    w.enabled = False
+    assert w.team(4, 1e3) == 4
+
+
+def test_wake_live_a_small_call_after_idle_keeps_its_numbers(python):
+    """In a fresh process (the wake on): a forward at B1 H128 back to back, then
+    after 0.2 s idle with a wake timed dearer than the call; that call runs on one
+    thread (the run's loss is owed) and gives the same y up to rounding."""
+    r = python("""
+        import time
+        import numpy as np
+        import fastlstm
+        from fastlstm import _threads, ops
+        fastlstm.set_num_threads(2)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((20, 1, 128)).astype(np.float32)
+        Wx, Wh = (0.1 * rng.standard_normal((128, 512)).astype(np.float32) for _ in "xh")
+        b = np.zeros(512, np.float32)
+        hot = ops.lstm_forward(x, Wx, Wh, b, cache=False)[0]
+        _threads._wake.wake = 1.0
+        time.sleep(0.2)
+        cold = ops.lstm_forward(x, Wx, Wh, b, cache=False)[0]
+        assert _threads._wake.owed > 0, _threads._wake.owed
+        np.testing.assert_allclose(cold, hot, rtol=1e-6, atol=1e-7)
+        from fastlstm._cy._team import wake
+        wake(2)
+    """)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 LIVE = """
     import subprocess, sys, threading, time
     import numpy as np
