@@ -191,6 +191,17 @@ def test_wake_leaves_one_thread_unknown_work_and_the_switch_off_alone():
     assert w.team(4, 1e3) == 4
 
 
+def test_wake_without_its_probe_takes_the_team_for_every_call(monkeypatch):
+    """A build whose kernels predate the probe (fastlstm._cy._team missing): the
+    first cold call takes the team, and the wake turns itself off."""
+    import sys
+    from fastlstm._threads import _Wake
+    monkeypatch.setitem(sys.modules, "fastlstm._cy._team", None)
+    w = _Wake(clock=lambda: 1.0)
+    w.enabled = True
+    assert w.team(2, 1e3) == 2 and not w.enabled and w.team(2, 1e3) == 2
+
+
 @pytest.mark.skipif(not backends.cython_levels(), reason="no Cython backend")
 def test_wake_live_a_small_call_after_idle_keeps_its_numbers(python):
     """In a fresh process (the wake on): a forward at B1 H128 back to back, then
