@@ -127,7 +127,7 @@ class _Wake:
     next parallel region waits until all of them have woken. On the project's
     2-core VM an empty 2-thread region took 2 us right after another, 0.05-0.1 ms
     after 10 ms without one, and 4-8 ms after 50-200 ms (bench/RESULTS.md,
-    2026-12-07, "after idle"): the host schedules an idle virtual CPU again. The
+    "2026-12-07 (late)"): the host schedules an idle virtual CPU again. The
     one-step serving path at B1 H256 took 18 us a step back to back and 5.7-7.8 ms
     a step 50-200 ms apart on 2 threads, 0.22 ms on one.
 
@@ -135,18 +135,18 @@ class _Wake:
     like a ski renter: it runs on one thread while what one thread loses, its work
     at RATE times 1 - 1/n, summed over the run of calls since the team slept,
     stays below the last timed wake; the call that would pass that wakes the team
-    and times the wake (`probe`, an empty region). So a lone small call never
-    waits for a wake that costs more than its work, a run of calls or a large
-    call wakes the team at most once, and neither loses more than twice what the
-    better choice in hindsight would have cost. RATE errs low, so a call's end is
-    placed late and a team just used is not taken for asleep."""
+    and times the wake (`probe`: one iteration on each thread). So a lone small
+    call never waits for a wake that costs more than its work, a run of calls or a
+    large call wakes the team at most once, and neither loses more than twice
+    what the better choice in hindsight would have cost. RATE errs low, so a
+    call's end is placed late and a team just used is not taken for asleep."""
 
     COLD = 0.003   # s after the team's last call from which its threads count as asleep
     RATE = 1e10    # multiply-adds (or elements) one thread does a second, on the low side
 
     def __init__(self, probe=None, clock=time.perf_counter):
         self.enabled = os.environ.get("FASTLSTM_ADAPTIVE_THREADS", "1") != "0"
-        self.probe = probe      # probe(n): an empty region of n threads; None: find it
+        self.probe = probe      # probe(n): wakes a team of n and returns; None: find it
         self.clock = clock
         self.free_at = -math.inf   # when the team's last call is due to end
         self.run_end = -math.inf   # when the last call on one thread is due to end
@@ -209,7 +209,7 @@ def team_size(work=None):
     (_Governor), or one for a small call while the team sleeps (_Wake). Without
     work, the count the governor allows. The wake decides first: a call it runs
     on one thread costs no sample of the cores (a server's call every 0.25 s or
-    more would pay the governor's 0.2-0.3 ms each time)."""
+    more would pay the governor's 0.1 ms of /proc reads each time)."""
     n = _wake.team(_num_threads, work)
     return 1 if n == 1 else _governor.team(n)
 
