@@ -94,7 +94,11 @@ class Stepper:
         """`steps` calls of step follow back to back: a team of threads that has
         gone to sleep is woken at the first of them if the run repays the wake
         (fastlstm._threads._Wake), instead of once it has run long enough."""
-        expect(steps * self.batch_size * self._work)
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+            raise TypeError(f"steps: expected an int, got {type(steps).__name__}")
+        if steps < 0:
+            raise ValueError(f"steps: expected >= 0, got {steps}")
+        expect(int(steps) * self.batch_size * self._work)
 
     def select(self, rows):
         """Keep the state of these rows (an int array, repeats allowed), in this order:

@@ -77,3 +77,10 @@ def test_series_stepper_takes_features():
 def test_stepper_rejects_a_bad_batch_size():
     with pytest.raises(ValueError, match="batch_size"):
         token_model("rnn", "numpy").stepper(0)
+
+
+@pytest.mark.parametrize("steps, error", [(-1, ValueError), (2.5, TypeError),
+                                          (True, TypeError), ("3", TypeError)])
+def test_stepper_expect_rejects_a_bad_count(steps, error):
+    with pytest.raises(error, match="steps"):
+        token_model("rnn", "numpy").stepper(1).expect(steps)
