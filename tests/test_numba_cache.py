@@ -59,3 +59,29 @@ def test_the_kernels_stamp_is_their_package():
     from fastlstm._numba.jit import HERE, source_stamp
     assert HERE == os.path.dirname(os.path.abspath(kernels.__file__))
     assert len(source_stamp(HERE)) == 64
+
+
+SHARED = """
+    import numpy as np
+    from fastlstm import reference
+    from fastlstm._numba import rnn, rnn_forward
+    rng = np.random.default_rng(0)
+    x, h0 = rng.standard_normal((3, 2, 16)), rng.standard_normal((2, 16))
+    Wx, Wh, b = rng.standard_normal((16, 16)), rng.standard_normal((16, 16)), np.zeros(16)
+    y = rnn_forward(x, Wx, Wh, b, h0)[0]
+    want = reference.rnn_forward(x, Wx, Wh, b, h0)[0]
+    print(np.abs(y - want).max() < 1e-12, sum(rnn.forward.stats.cache_hits.values()))
+"""
+
+
+def test_kernels_calling_the_shared_panel_kernel_load_from_the_cache(tmp_path, python):
+    """The kernels call the panel kernel by name (fastlstm/_numba/symbols.py); a
+    fresh process that loads them from the disk cache must define that name
+    before LLVM links them, or LLVM aborts the process. Run twice on one empty
+    cache: compiled, then loaded, the same numbers as the reference's."""
+    env = dict(NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    first, second = python(SHARED, **env), python(SHARED, **env)
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert first.stdout.split()[0] == second.stdout.split()[0] == "True"
+    assert first.stdout.split()[1] == "0" and second.stdout.split()[1] != "0"

@@ -7,12 +7,19 @@ import numpy as np
 import pytest
 
 pytest.importorskip("numba")
+from numba import njit  # noqa: E402
 from fastlstm._numba import common, panels  # noqa: E402
 from fastlstm._numba.simd import lanes_of  # noqa: E402
 from cells import gemm_close as close, padded  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 MODES = {"zero": panels.START_ZERO, "add": panels.START_C, "bias": panels.START_BIAS}
+
+
+@njit
+def gemm(*args):
+    """panel_gemm, which kernels call, from Python."""
+    panels.panel_gemm(*args)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -41,8 +48,8 @@ def test_gemm(dtype, M, K, npanels, mode):
         want[:, cols] = start + opA.astype(np.float64) @ panel
     A1 = np.concatenate([np.full(a, np.nan, dtype), A.reshape(-1)])
     sr, sk = (1, M) if a_trans else (K, 1)
-    panels.panel_gemm(M, K, npanels, A1, a, sr, sk, P, p, pstride, C, c, ldc, cstride,
-                      MODES.get(mode, panels.START_ZERO), bias, b)
+    gemm(M, K, npanels, A1, a, sr, sk, P, p, pstride, C, c, ldc, cstride,
+         MODES.get(mode, panels.START_ZERO), bias, b)
     close(C[c:].reshape(M, ldc), want, dtype)
 
 

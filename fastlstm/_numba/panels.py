@@ -17,10 +17,13 @@ with NV panel vectors and a broadcast beside them); the one or two rows left ove
 take NV_FEW panels at a time, as in the Cython kernel, whose measurements chose
 these sizes (panel_gemm.h).
 """
-from numba import njit
+from numba import njit, types
+from numba.extending import intrinsic
 
 from .jit import JIT
-from .simd import VECTOR_BYTES, broadcast, lanes, load, multiply_add, store, zeros
+from .simd import VECTOR_BYTES, broadcast, element_pointer, lanes, load, multiply_add, store, \
+    zeros
+from .symbols import Shared
 
 MR = 6
 NV = 4 if VECTOR_BYTES == 64 else 2
@@ -157,8 +160,8 @@ def _tile_column(r0, M, mr_max, nv, K, A, a, sr, sk, P, p, pstride, C, c, ldc, c
 
 
 @njit(**JIT)
-def panel_gemm(M, K, npanels, A, a, sr, sk, P, p, pstride, C, c, ldc, cstride, mode, bias,
-               b):
+def _panel_gemm(M, K, npanels, A, a, sr, sk, P, p, pstride, C, c, ldc, cstride, mode, bias,
+                b):
     """C (+)= op(A) @ panels, as the module docstring states. Panels outside, rows
     inside: a group of panels stays in L1 or L2 while every row block passes over
     it. Whole tiles of MR rows take NV panels; the one or two rows left over (or
@@ -175,6 +178,53 @@ def panel_gemm(M, K, npanels, A, a, sr, sk, P, p, pstride, C, c, ldc, cstride, m
             _tile_column(m_few, M, 2, min(NV_FEW, npanels - v), K, A, a, sr, sk, P,
                          p + v * pstride, pstride, C, c + v * cstride, ldc, cstride, mode,
                          bias, b + v * cstride)
+
+
+def _shared_gemm(M, K, npanels, A, sr, sk, P, pstride, C, ldc, cstride, mode, bias):
+    """_panel_gemm on pointers to A, P, C and bias at their offsets, compiled once
+    per dtype: A row-major (sk = 1) or given as its transpose (sr = 1), each a
+    compile-time 1 in its tiles, whose broadcasts then step by one element."""
+    if sk == 1:
+        _panel_gemm(M, K, npanels, A, 0, sr, 1, P, 0, pstride, C, 0, ldc, cstride, mode,
+                    bias, 0)
+    else:
+        _panel_gemm(M, K, npanels, A, 0, 1, sk, P, 0, pstride, C, 0, ldc, cstride, mode,
+                    bias, 0)
+
+
+def _gemm_args(dtype):
+    n, data = types.intp, types.CPointer(dtype)
+    return n, n, n, data, n, n, data, n, data, n, n, n, data
+
+
+_GEMM = Shared(_shared_gemm, "panel_gemm", _gemm_args)
+
+
+@intrinsic
+def panel_gemm(typingctx, M, K, npanels, A, a, sr, sk, P, p, pstride, C, c, ldc, cstride,
+               mode, bias, b):
+    """C (+)= op(A) @ panels on flat arrays, as the module docstring states, with sr
+    or sk 1: a call of the kernel compiled once per dtype (symbols.py), so that
+    its code is not copied into every kernel that calls it."""
+    dtype = A.dtype
+    _GEMM.symbol(dtype)
+
+    def codegen(context, builder, sig, args):
+        t = sig.args
+
+        def at(array, offset):
+            return element_pointer(context, builder, t[array], args[array], args[offset],
+                                   t[offset])
+
+        def n(i):
+            return context.cast(builder, args[i], t[i], types.intp)
+
+        _GEMM.call(context, builder, dtype, [
+            n(0), n(1), n(2), at(3, 4), n(5), n(6), at(7, 8), n(9), at(10, 11), n(12), n(13),
+            n(14), at(15, 16)])
+        return context.get_dummy_value()
+    return types.none(M, K, npanels, A, a, sr, sk, P, p, pstride, C, c, ldc, cstride, mode,
+                      bias, b), codegen
 
 
 @njit(**JIT)

@@ -5,8 +5,9 @@ a Numba value, and the loads, stores and multiply-adds of the panel kernel
 Numba has no vector type, and LLVM did not keep a register tile of scalars in
 vector registers; these intrinsics hand LLVM its vector IR directly, so the
 accumulators of a tile are values LLVM keeps in registers. Indices are element
-offsets from an array's data pointer, with no bounds or negative-index checks:
-the callers own the layout, as the Cython kernels' pointers do.
+offsets from an array's data pointer (or from a CPointer), with no bounds or
+negative-index checks: the callers own the layout, as the Cython kernels'
+pointers do.
 """
 import llvmlite.binding as llvm
 from llvmlite import ir
@@ -49,11 +50,16 @@ class _VectorModel(models.PrimitiveModel):
         super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.lanes))
 
 
+def element_pointer(context, builder, array_type, array, index, index_type):
+    """The address of element `index` of an array, or of a pointer's (CPointer)."""
+    data = array if isinstance(array_type, types.CPointer) else \
+        context.make_array(array_type)(context, builder, array).data
+    return builder.gep(data, [context.cast(builder, index, index_type, types.intp)])
+
+
 def _pointer(context, builder, array_type, array, index, index_type, vector_type):
     """The address of element `index` of the array, as a pointer to a vector."""
-    data = context.make_array(array_type)(context, builder, array).data
-    offset = context.cast(builder, index, index_type, types.intp)
-    element = builder.gep(data, [offset])
+    element = element_pointer(context, builder, array_type, array, index, index_type)
     return builder.bitcast(element, context.get_value_type(vector_type).as_pointer())
 
 
@@ -103,9 +109,8 @@ def broadcast(typingctx, array, index):
     vector = Vector(array.dtype)
 
     def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        offset = context.cast(builder, args[1], sig.args[1], types.intp)
-        value = builder.load(builder.gep(data, [offset]))
+        value = builder.load(element_pointer(context, builder, sig.args[0], args[0], args[1],
+                                             sig.args[1]))
         vty = context.get_value_type(vector)
         one = builder.insert_element(ir.Constant(vty, ir.Undefined), value,
                                      ir.Constant(ir.IntType(32), 0))
