@@ -62,7 +62,9 @@ def test_gate_panels(dtype, H, G, P):
     W = np.random.default_rng(H).standard_normal((H, G * H)).astype(dtype)
     nb = -(-H // U)
     Wp = np.full(G * nb * U * H, np.nan, dtype)
-    common.pack_panels(W, Wp, G, P)
+    for p in range(P):
+        q0, q1 = common.thread_blocks(H, U, P, p)
+        panels.pack_gate_panels(W, Wp, G, q0, q1)
     for p in range(P):
         q0, q1 = common.thread_blocks(H, U, P, p)
         for k in range(G):

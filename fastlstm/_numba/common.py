@@ -195,40 +195,28 @@ def dh_units(dA, t, Bt, WhTp, dh, q0, q1, mode):
                dh.reshape(-1), q0 * U, dh.shape[1], U, mode, WhTp, 0)
 
 
-@njit(parallel=True, **JIT)
-def pack_panels(Wh, Whp, G, P):
-    """Whp := Wh (H, G*H) as the panels of P threads, each packing its own."""
-    H = Wh.shape[0]
-    U = lanes(Whp)
-    for p in prange(P):
-        q0, q1 = thread_blocks(H, U, P, p)
-        pack_gate_panels(Wh, Whp, G, q0, q1)
-
-
-@njit(parallel=True, **JIT)
-def pack_backward(Wh, WhTp, P):
-    """WhTp := Wh (H, N) as the panels of dA @ Wh.T, P threads each packing its own."""
-    H = Wh.shape[0]
-    U = lanes(WhTp)
-    for p in prange(P):
-        q0, q1 = thread_blocks(H, U, P, p)
-        pack_unit_blocks(Wh, WhTp, q0, q1)
-
-
 @njit(**JIT)
 def start_forward(x, Wx, b, Wh, A, G, n_threads):
-    """What every forward does before its time loop: 1. A (T, B, G*H) := X Wx + b,
-    and Wh packed into per-thread panels. Returns P (threads per step), the panels
-    Whp and the scratch S (B*G*Hp,) for each step's h_{t-1} Wh."""
+    """What every forward does before its time loop: 1. A (T, B, G*H) := X Wx + b.
+    Returns P (threads per step), the room for Wh's panels Whp, which each thread
+    packs for its own units at step 0 (own_panels), and the scratch S (B*G*Hp,)
+    for each step's h_{t-1} Wh."""
     T, B, I = x.shape
     H = Wh.shape[0]
     U = lanes(x)
     Hp = blocks(H, U) * U
-    P = step_threads(B, H, G, x, n_threads)
     input_projection(x.reshape(T * B, I), Wx, b, A.reshape(T * B, G * H), n_threads)
-    Whp = np.empty(G * Hp * H, dtype=x.dtype)
-    pack_panels(Wh, Whp, G, P)
-    return P, Whp, np.empty(B * G * Hp, dtype=x.dtype)
+    return (step_threads(B, H, G, x, n_threads), np.empty(G * Hp * H, dtype=x.dtype),
+            np.empty(B * G * Hp, dtype=x.dtype))
+
+
+@njit(**JIT)
+def own_panels(t, Wh, Whp, G, q0, q1):
+    """At step 0, a thread packs the panels of Wh (H, G*H) for its unit blocks
+    [q0, q1), which only it reads at every step (pack_gate_panels): one packing per
+    forward, split as the steps are, with no parallel loop of its own."""
+    if t == 0:
+        pack_gate_panels(Wh, Whp, G, q0, q1)
 
 
 @njit(**JIT)
@@ -244,14 +232,21 @@ def step_panels(Wh, G):
 
 @njit(**JIT)
 def start_backward(Wh, like, G, n_threads):
-    """What every backward does before its time loop: P (threads per step) and Wh
-    packed into per-thread panels of dA @ Wh.T."""
+    """What every backward does before its time loop: P (threads per step) and the
+    room for Wh's panels of dA @ Wh.T, which each thread packs for its own units
+    in the first region (own_unit_blocks)."""
     H = Wh.shape[0]
     B = like.shape[1]
-    P = step_threads(B, H, G, like, n_threads)
-    WhTp = np.empty(blocks(H, lanes(like)) * lanes(like) * Wh.shape[1], dtype=like.dtype)
-    pack_backward(Wh, WhTp, P)
-    return P, WhTp
+    return (step_threads(B, H, G, like, n_threads),
+            np.empty(blocks(H, lanes(like)) * lanes(like) * Wh.shape[1], dtype=like.dtype))
+
+
+@njit(**JIT)
+def own_unit_blocks(t, T, Wh, WhTp, q0, q1):
+    """In region T, the first of a backward, a thread packs the panels of Wh's
+    unit blocks [q0, q1), which only it reads (pack_unit_blocks), as own_panels."""
+    if t == T:
+        pack_unit_blocks(Wh, WhTp, q0, q1)
 
 
 # A's rows per call of the panel kernel in the GEMMs over all T*B rows: 256 KB of
@@ -275,26 +270,24 @@ def rows_times_panels(A, lo, hi, Wp, C, bias, mode):
 @njit(parallel=True, **JIT)
 def input_projection(x2, Wx, b, A2, n_threads):
     """A2 := x2 @ Wx + b for x2 (rows, I), rows split across threads: on the panel
-    kernel where Wx's columns are whole panels (Wx packed once, the threads each
-    packing a part), else np.dot."""
+    kernel where Wx's columns are whole panels, else np.dot. Wx is packed before,
+    on one thread: one parallel loop compiles in about a second, and packing
+    I*N elements is little beside rows*I*N multiply-adds."""
     rows, I = x2.shape
     N = Wx.shape[1]
     U = lanes(x2)
-    if N % U:
-        for p in prange(n_threads):
-            lo, hi = span_lo(rows, n_threads, p), span_lo(rows, n_threads, p + 1)
-            if hi > lo:
-                np.dot(x2[lo:hi], Wx, A2[lo:hi])
-                for r in range(lo, hi):
-                    add_into(A2[r], b)
-        return
-    Wxp = np.empty(I * N, dtype=x2.dtype)
+    whole = N % U == 0
+    Wxp = np.empty(I * N if whole else 0, dtype=x2.dtype)
+    if whole:
+        pack_gate_panels(Wx, Wxp, 1, 0, N // U)
     for p in prange(n_threads):
-        pack_gate_panels(Wx, Wxp, 1, span_lo(N // U, n_threads, p),
-                         span_lo(N // U, n_threads, p + 1))
-    for p in prange(n_threads):
-        rows_times_panels(x2, span_lo(rows, n_threads, p), span_lo(rows, n_threads, p + 1),
-                          Wxp, A2, b, START_BIAS)
+        lo, hi = span_lo(rows, n_threads, p), span_lo(rows, n_threads, p + 1)
+        if whole:
+            rows_times_panels(x2, lo, hi, Wxp, A2, b, START_BIAS)
+        elif hi > lo:
+            np.dot(x2[lo:hi], Wx, A2[lo:hi])
+            for r in range(lo, hi):
+                add_into(A2[r], b)
 
 
 # Rows of dA packed at a time for the weight gradients; and the most bytes of dWx
@@ -370,31 +363,30 @@ def weight_grads(x, h0, y, Wx, dAX, dAH, n_threads):
         dx.reshape(rows, I)
     nq = N // U
     P = max(1, min(n_threads, nq))
-    if N % U == 0 and max(I, H) * (N // P) * x.itemsize <= GRAD_MAX_BYTES:
-        same = dAX.ctypes.data == dAH.ctypes.data
-        # dA's panels, and dAH's after them where it is another array
-        Pk = np.empty((1 if same else 2) * GRAD_ROWS * N, dtype=x.dtype)
-        for p in prange(P):
-            grad_columns(x, h0, y, dAX, dAH, same, dWx, dWh, Pk, span_lo(nq, P, p),
-                         span_lo(nq, P, p + 1))
-    else:
+    columns = N % U == 0 and max(I, H) * (N // P) * x.itemsize <= GRAD_MAX_BYTES
+    same = dAX.ctypes.data == dAH.ctypes.data
+    # dA's panels, and dAH's after them where it is another array
+    Pk = np.empty((1 if same else 2) * GRAD_ROWS * N if columns else 0, dtype=x.dtype)
+    if not columns:
         h_prev = np.empty((rows, H), dtype=x.dtype)
         y2 = y.reshape(rows, H)
         for r in range(rows):
             copy_into(h_prev[r], h0[r] if r < B else y2[r - B])
         np.dot(x2.T, dAX2, dWx)
         np.dot(h_prev.T, dAH2, dWh)
-    if I % U == 0:
-        WxTp = np.empty(I * N, dtype=x.dtype)
-        for p in prange(n_threads):
-            pack_unit_blocks(Wx, WxTp, span_lo(I // U, n_threads, p),
-                             span_lo(I // U, n_threads, p + 1))
-        for p in prange(n_threads):
-            rows_times_panels(dAX2, span_lo(rows, n_threads, p),
-                              span_lo(rows, n_threads, p + 1), WxTp, dx2, WxTp, START_ZERO)
-    else:
-        for p in prange(n_threads):
-            lo, hi = span_lo(rows, n_threads, p), span_lo(rows, n_threads, p + 1)
-            if hi > lo:
-                np.dot(dAX2[lo:hi], Wx.T, dx2[lo:hi])
+    whole = I % U == 0
+    WxTp = np.empty(I * N if whole else 0, dtype=x.dtype)
+    if whole:
+        pack_unit_blocks(Wx, WxTp, 0, I // U)
+    # one parallel loop (as input_projection): thread p's columns of dWx and dWh,
+    # then its rows of dx
+    for p in prange(n_threads):
+        if columns and p < P:
+            grad_columns(x, h0, y, dAX, dAH, same, dWx, dWh, Pk, span_lo(nq, P, p),
+                         span_lo(nq, P, p + 1))
+        lo, hi = span_lo(rows, n_threads, p), span_lo(rows, n_threads, p + 1)
+        if whole:
+            rows_times_panels(dAX2, lo, hi, WxTp, dx2, WxTp, START_ZERO)
+        elif hi > lo:
+            np.dot(dAX2[lo:hi], Wx.T, dx2[lo:hi])
     return dx, dWx, dWh

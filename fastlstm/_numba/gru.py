@@ -4,8 +4,9 @@ has a buffer of its own, as the reset gate scales only its n block."""
 import numpy as np
 from numba import njit, prange
 
-from .common import add_into, copy_into, dh_units, finish_step, one_of, recurrent_units, \
-    sigmoid, start_backward, start_forward, tanh, thread_blocks, zero
+from .common import add_into, copy_into, dh_units, finish_step, one_of, own_panels, \
+    own_unit_blocks, recurrent_units, sigmoid, start_backward, start_forward, tanh, \
+    thread_blocks, zero
 from .jit import JIT
 from .panels import START_C, blocks
 from .simd import lanes
@@ -59,17 +60,19 @@ def forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, hT, active, n_threads):
     state hT (B, H); active (T,): the rows running at each step."""
     T = x.shape[0]
     H = Wh.shape[0]
-    # 1. AX = X Wx + bx (into gates); Wh packed into per-thread panels
+    # 1. AX = X Wx + bx (into gates); each thread packs its panels of Wh at step 0
     P, Whp, S = start_forward(x, Wx, bx, Wh, gates, 3, n_threads)
     U = lanes(S)
     for t in range(T):
         h_prev = h0 if t == 0 else y[t - 1]
         Bt = active[t]
         if P == 1:
+            own_panels(t, Wh, Whp, 3, 0, blocks(H, U))
             forward_units(t, 0, blocks(H, U), h_prev, bh, Whp, S, gates, hn, y, Bt)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
+                own_panels(t, Wh, Whp, 3, q0, q1)
                 forward_units(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt)
         finish_step(active, t, y[t], hT)
 
@@ -143,11 +146,13 @@ def backward(Wh, h0, y, gates, hn, dy, dAX, dAH, dh, active, n_threads):
     P, WhTp = start_backward(Wh, dy, 3, n_threads)
     for t in range(T, -1, -1):
         if P == 1:
+            own_unit_blocks(t, T, Wh, WhTp, 0, blocks(H, U))
             backward_units(t, 0, blocks(H, U), WhTp, h0, y, gates, hn, dy, dAX, dAH, dh,
                            active)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
+                own_unit_blocks(t, T, Wh, WhTp, q0, q1)
                 backward_units(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh, active)
         if t > 0:
             for r in range(active[t - 1], B):

@@ -10,7 +10,8 @@ import numpy as np
 from numba import njit, prange
 
 from .common import add_into, copy_into, dh_units, finish_cell, finish_step, one_of, \
-    recurrent_units, sigmoid, start_backward, start_forward, tanh, thread_blocks, zero
+    own_panels, own_unit_blocks, recurrent_units, sigmoid, start_backward, start_forward, tanh, \
+    thread_blocks, zero
 from .jit import JIT
 from .panels import START_ZERO, blocks
 from .simd import lanes
@@ -65,7 +66,7 @@ def forward(x, Wx, Wh, b, h0, c0, y, c, gates, hT, cT, active, n_threads):
     state hT, cT (B, H); active (T,): the rows running at each step."""
     T = x.shape[0]
     H = Wh.shape[0]
-    # 1. A = X Wx + b (into gates); Wh packed into per-thread panels
+    # 1. A = X Wx + b (into gates); each thread packs its panels of Wh at step 0
     P, Whp, S = start_forward(x, Wx, b, Wh, gates, 4, n_threads)
     U = lanes(S)
     for t in range(T):
@@ -73,10 +74,12 @@ def forward(x, Wx, Wh, b, h0, c0, y, c, gates, hT, cT, active, n_threads):
         c_prev = c0 if t == 0 else c[t - 1]
         Bt = active[t]
         if P == 1:
+            own_panels(t, Wh, Whp, 4, 0, blocks(H, U))
             forward_units(t, 0, blocks(H, U), h_prev, c_prev, Whp, S, gates, c, y, Bt)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
+                own_panels(t, Wh, Whp, 4, q0, q1)
                 forward_units(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt)
         finish_step(active, t, y[t], hT)
         finish_cell(active, t, c[t], cT)
@@ -162,11 +165,13 @@ def backward(Wh, c0, c, gates, dy, dA, dh, dc, active, n_threads):
     # t-1, which needs only those units: one barrier per step.
     for t in range(T, -1, -1):
         if P == 1:
+            own_unit_blocks(t, T, Wh, WhTp, 0, blocks(H, U))
             backward_units(t, 0, blocks(H, U), WhTp, c0, c, gates, dy, dA, dh, dc, Tc,
                            active)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
+                own_unit_blocks(t, T, Wh, WhTp, q0, q1)
                 backward_units(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc, active)
         if t > 0:
             for r in range(active[t - 1], B):

@@ -3,8 +3,8 @@ with the steps of lstm.py and one gate block."""
 import numpy as np
 from numba import njit, prange
 
-from .common import add_into, dh_units, finish_step, one_of, recurrent_units, start_backward, \
-    start_forward, tanh, thread_blocks, zero
+from .common import add_into, dh_units, finish_step, one_of, own_panels, own_unit_blocks, \
+    recurrent_units, start_backward, start_forward, tanh, thread_blocks, zero
 from .jit import JIT
 from .panels import START_ZERO, blocks
 from .simd import lanes
@@ -33,17 +33,19 @@ def forward(x, Wx, Wh, b, h0, y, hT, active, n_threads):
     running at each step."""
     T = x.shape[0]
     H = Wh.shape[0]
-    # 1. A = X Wx + b (into y); Wh packed into per-thread panels
+    # 1. A = X Wx + b (into y); each thread packs its panels of Wh at step 0
     P, Whp, S = start_forward(x, Wx, b, Wh, y, 1, n_threads)
     U = lanes(S)
     for t in range(T):
         h_prev = h0 if t == 0 else y[t - 1]
         Bt = active[t]
         if P == 1:
+            own_panels(t, Wh, Whp, 1, 0, blocks(H, U))
             forward_units(t, 0, blocks(H, U), h_prev, Whp, S, y, Bt)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
+                own_panels(t, Wh, Whp, 1, q0, q1)
                 forward_units(t, q0, q1, h_prev, Whp, S, y, Bt)
         finish_step(active, t, y[t], hT)
 
@@ -92,10 +94,12 @@ def backward(Wh, y, dy, dA, dh, active, n_threads):
     P, WhTp = start_backward(Wh, dy, 1, n_threads)
     for t in range(T, -1, -1):
         if P == 1:
+            own_unit_blocks(t, T, Wh, WhTp, 0, blocks(H, U))
             backward_units(t, 0, blocks(H, U), WhTp, y, dy, dA, dh, active)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
+                own_unit_blocks(t, T, Wh, WhTp, q0, q1)
                 backward_units(t, q0, q1, WhTp, y, dy, dA, dh, active)
         if t > 0:
             for r in range(active[t - 1], B):
