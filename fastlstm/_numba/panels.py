@@ -182,14 +182,11 @@ def _panel_gemm(M, K, npanels, A, a, sr, sk, P, p, pstride, C, c, ldc, cstride, 
 
 def _shared_gemm(M, K, npanels, A, sr, sk, P, pstride, C, ldc, cstride, mode, bias):
     """_panel_gemm on pointers to A, P, C and bias at their offsets, compiled once
-    per dtype: A row-major (sk = 1) or given as its transpose (sr = 1), each a
-    compile-time 1 in its tiles, whose broadcasts then step by one element."""
-    if sk == 1:
-        _panel_gemm(M, K, npanels, A, 0, sr, 1, P, 0, pstride, C, 0, ldc, cstride, mode,
-                    bias, 0)
-    else:
-        _panel_gemm(M, K, npanels, A, 0, 1, sk, P, 0, pstride, C, 0, ldc, cstride, mode,
-                    bias, 0)
+    per dtype. The strides and the mode are variables of the tiles: a compile-time
+    sk = 1 (or sr = 1 for A transposed) compiled the six tiles twice more and
+    measured no faster (bench/RESULTS.md)."""
+    _panel_gemm(M, K, npanels, A, 0, sr, sk, P, 0, pstride, C, 0, ldc, cstride, mode,
+                bias, 0)
 
 
 def _gemm_args(dtype):
@@ -203,9 +200,9 @@ _GEMM = Shared(_shared_gemm, "panel_gemm", _gemm_args)
 @intrinsic
 def panel_gemm(typingctx, M, K, npanels, A, a, sr, sk, P, p, pstride, C, c, ldc, cstride,
                mode, bias, b):
-    """C (+)= op(A) @ panels on flat arrays, as the module docstring states, with sr
-    or sk 1: a call of the kernel compiled once per dtype (symbols.py), so that
-    its code is not copied into every kernel that calls it."""
+    """C (+)= op(A) @ panels on flat arrays, as the module docstring states: a call
+    of the kernel compiled once per dtype (symbols.py), so that its code is not
+    copied into every kernel that calls it."""
     dtype = A.dtype
     _GEMM.symbol(dtype)
 
