@@ -67,8 +67,9 @@ def forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, hT, active, n_threads):
         h_prev = h0 if t == 0 else y[t - 1]
         Bt = active[t]
         if P == 1:
-            own_panels(t, Wh, Whp, 3, 0, blocks(H, U))
-            forward_units(t, 0, blocks(H, U), h_prev, bh, Whp, S, gates, hn, y, Bt)
+            q0, q1 = thread_blocks(H, U, 1, 0)
+            own_panels(t, Wh, Whp, 3, q0, q1)
+            forward_units(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
@@ -146,8 +147,9 @@ def backward(Wh, h0, y, gates, hn, dy, dAX, dAH, dh, active, n_threads):
     P, WhTp = start_backward(Wh, dy, 3, n_threads)
     for t in range(T, -1, -1):
         if P == 1:
-            own_unit_blocks(t, T, Wh, WhTp, 0, blocks(H, U))
-            backward_units(t, 0, blocks(H, U), WhTp, h0, y, gates, hn, dy, dAX, dAH, dh,
+            q0, q1 = thread_blocks(H, U, 1, 0)
+            own_unit_blocks(t, T, Wh, WhTp, q0, q1)
+            backward_units(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh,
                            active)
         else:
             for p in prange(P):

@@ -74,8 +74,9 @@ def forward(x, Wx, Wh, b, h0, c0, y, c, gates, hT, cT, active, n_threads):
         c_prev = c0 if t == 0 else c[t - 1]
         Bt = active[t]
         if P == 1:
-            own_panels(t, Wh, Whp, 4, 0, blocks(H, U))
-            forward_units(t, 0, blocks(H, U), h_prev, c_prev, Whp, S, gates, c, y, Bt)
+            q0, q1 = thread_blocks(H, U, 1, 0)
+            own_panels(t, Wh, Whp, 4, q0, q1)
+            forward_units(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
@@ -165,8 +166,9 @@ def backward(Wh, c0, c, gates, dy, dA, dh, dc, active, n_threads):
     # t-1, which needs only those units: one barrier per step.
     for t in range(T, -1, -1):
         if P == 1:
-            own_unit_blocks(t, T, Wh, WhTp, 0, blocks(H, U))
-            backward_units(t, 0, blocks(H, U), WhTp, c0, c, gates, dy, dA, dh, dc, Tc,
+            q0, q1 = thread_blocks(H, U, 1, 0)
+            own_unit_blocks(t, T, Wh, WhTp, q0, q1)
+            backward_units(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc,
                            active)
         else:
             for p in prange(P):
