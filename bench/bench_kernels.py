@@ -301,7 +301,7 @@ def main(argv=None):
     ap.add_argument("--compile-times", action="store_true",
                     help="time the Numba kernels' compilation, cold and from the disk "
                     "cache, in fresh processes: warm_up(), and the first train of each "
-                    "cell and dtype (about 10 minutes on 2 cores)")
+                    "cell and dtype (about 5 minutes on 2 cores)")
     args = ap.parse_args(argv)
 
     backends = args.backends or fastlstm.available_backends()
