@@ -2,7 +2,7 @@
 Numba schedule (common.py), with the steps of lstm.py; the recurrent product S
 has a buffer of its own, as the reset gate scales only its n block."""
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from .common import add_into, copy_into, dh_units, finish_step, one_of, own_panels, \
     own_unit_blocks, recurrent_units, sigmoid, start_backward, start_forward, tanh, \
@@ -10,6 +10,7 @@ from .common import add_into, copy_into, dh_units, finish_step, one_of, own_pane
 from .jit import JIT
 from .panels import START_C, blocks
 from .simd import lanes
+from .symbols import Shared, array
 
 
 @njit(**JIT)
@@ -54,6 +55,20 @@ def gate_pass(a, s, bh, hp, hn, yt, n, m, j0, H):
         yt[j] = (one - z_[j]) * a_n[j] + z_[j] * hp[j]
 
 
+def _forward_units_c(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt):
+    forward_units(t, q0, q1, h_prev[0], bh[0], Whp[0], S[0], gates[0], hn[0], y[0], Bt)
+
+
+def _forward_units_args(dtype):
+    n = types.intp
+    return (n, n, n, array(dtype, 2), array(dtype, 1), array(dtype, 1), array(dtype, 1),
+            array(dtype, 3), array(dtype, 3), array(dtype, 3), n)
+
+
+# forward_units compiled once per dtype, called by name (symbols.py) from both paths
+forward_step = Shared(_forward_units_c, "gru_forward_units", _forward_units_args).caller()
+
+
 @njit(parallel=True, **JIT)
 def forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, hT, active, n_threads):
     """Writes y, hn (T, B, H), gates (T, B, 3H) = [r, z, n] and each row's final
@@ -69,12 +84,12 @@ def forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, hT, active, n_threads):
         if P == 1:
             q0, q1 = thread_blocks(H, U, 1, 0)
             own_panels(t, Wh, Whp, 3, q0, q1)
-            forward_units(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt)
+            forward_step(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
                 own_panels(t, Wh, Whp, 3, q0, q1)
-                forward_units(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt)
+                forward_step(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt)
         finish_step(active, t, y[t], hT)
 
 
@@ -88,9 +103,9 @@ def step(x, Wx, Whp, bx, bh, h, h_next):
     np.dot(x, Wx, gates[0])
     for r in range(B):
         add_into(gates[0, r], bx)
-    forward_units(0, 0, blocks(H, U), h, bh, Whp,
-                  np.empty(B * 3 * blocks(H, U) * U, dtype=x.dtype), gates,
-                  np.empty((1, B, H), dtype=x.dtype), h_next.reshape(1, B, H), B)
+    forward_step(0, 0, blocks(H, U), h, bh, Whp,
+                 np.empty(B * 3 * blocks(H, U) * U, dtype=x.dtype), gates,
+                 np.empty((1, B, H), dtype=x.dtype), h_next.reshape(1, B, H), B)
 
 
 @njit(**JIT)
@@ -138,6 +153,22 @@ def gate_pass_backward(a, hn, hp, dy, dax, dah, dh, j0, m, H):
         dh[j] *= z_[j]
 
 
+def _backward_units_c(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh, active):
+    backward_units(t, q0, q1, WhTp[0], h0[0], y[0], gates[0], hn[0], dy[0], dAX[0], dAH[0], dh[0],
+                   active[0])
+
+
+def _backward_units_args(dtype):
+    n = types.intp
+    return (n, n, n, array(dtype, 1), array(dtype, 2), array(dtype, 3), array(dtype, 3),
+            array(dtype, 3), array(dtype, 3), array(dtype, 3), array(dtype, 3), array(dtype, 2),
+            array(n, 1))
+
+
+# backward_units compiled once per dtype, called by name (symbols.py) from both paths
+backward_step = Shared(_backward_units_c, "gru_backward_units", _backward_units_args).caller()
+
+
 @njit(parallel=True, **JIT)
 def backward(Wh, h0, y, gates, hn, dy, dAX, dAH, dh, active, n_threads):
     """Writes dAX, dAH (T, B, 3H), 0 past each row's end; dh (B, Hp), padded to
@@ -149,13 +180,13 @@ def backward(Wh, h0, y, gates, hn, dy, dAX, dAH, dh, active, n_threads):
         if P == 1:
             q0, q1 = thread_blocks(H, U, 1, 0)
             own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-            backward_units(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh,
+            backward_step(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh,
                            active)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
                 own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-                backward_units(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh, active)
+                backward_step(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh, active)
         if t > 0:
             for r in range(active[t - 1], B):
                 zero(dAX[t - 1, r])

@@ -7,7 +7,7 @@ blocks] = dA_t Wh.T on its panels of Wh's rows; 6. the weight gradients as
 partial products over rows after the loop.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from .common import add_into, copy_into, dh_units, finish_cell, finish_step, one_of, \
     own_panels, own_unit_blocks, recurrent_units, sigmoid, start_backward, start_forward, tanh, \
@@ -15,6 +15,7 @@ from .common import add_into, copy_into, dh_units, finish_cell, finish_step, one
 from .jit import JIT
 from .panels import START_ZERO, blocks
 from .simd import lanes
+from .symbols import Shared, array
 
 
 @njit(**JIT)
@@ -60,6 +61,20 @@ def gate_pass(a, s, n, m, j0, H, cp, ct, yt):
         yt[j] = o_[j] * tanh(ct[j])
 
 
+def _forward_units_c(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt):
+    forward_units(t, q0, q1, h_prev[0], c_prev[0], Whp[0], S[0], gates[0], c[0], y[0], Bt)
+
+
+def _forward_units_args(dtype):
+    n = types.intp
+    return (n, n, n, array(dtype, 2), array(dtype, 2), array(dtype, 1), array(dtype, 1),
+            array(dtype, 3), array(dtype, 3), array(dtype, 3), n)
+
+
+# forward_units compiled once per dtype, called by name (symbols.py) from both paths
+forward_step = Shared(_forward_units_c, "lstm_forward_units", _forward_units_args).caller()
+
+
 @njit(parallel=True, **JIT)
 def forward(x, Wx, Wh, b, h0, c0, y, c, gates, hT, cT, active, n_threads):
     """Writes y, c (T, B, H), gates (T, B, 4H) = [i, f, g, o] and each row's final
@@ -76,12 +91,12 @@ def forward(x, Wx, Wh, b, h0, c0, y, c, gates, hT, cT, active, n_threads):
         if P == 1:
             q0, q1 = thread_blocks(H, U, 1, 0)
             own_panels(t, Wh, Whp, 4, q0, q1)
-            forward_units(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt)
+            forward_step(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
                 own_panels(t, Wh, Whp, 4, q0, q1)
-                forward_units(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt)
+                forward_step(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt)
         finish_step(active, t, y[t], hT)
         finish_cell(active, t, c[t], cT)
 
@@ -96,9 +111,9 @@ def step(x, Wx, Whp, b, h, c, h_next):
     np.dot(x, Wx, gates[0])
     for r in range(B):
         add_into(gates[0, r], b)
-    forward_units(0, 0, blocks(H, U), h, c, Whp,
-                  np.empty(B * 4 * (blocks(H, U)) * U, dtype=x.dtype), gates,
-                  c.reshape(1, B, H), h_next.reshape(1, B, H), B)
+    forward_step(0, 0, blocks(H, U), h, c, Whp,
+                 np.empty(B * 4 * (blocks(H, U)) * U, dtype=x.dtype), gates,
+                 c.reshape(1, B, H), h_next.reshape(1, B, H), B)
 
 
 @njit(**JIT)
@@ -153,6 +168,22 @@ def gate_pass_backward(a, c, c_prev, dy, da, dh, dc, tc, j0, m, H):
         dc[j] *= f_[j]
 
 
+def _backward_units_c(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc, active):
+    backward_units(t, q0, q1, WhTp[0], c0[0], c[0], gates[0], dy[0], dA[0], dh[0], dc[0], Tc[0],
+                   active[0])
+
+
+def _backward_units_args(dtype):
+    n = types.intp
+    return (n, n, n, array(dtype, 1), array(dtype, 2), array(dtype, 3), array(dtype, 3),
+            array(dtype, 3), array(dtype, 3), array(dtype, 2), array(dtype, 2), array(dtype, 1),
+            array(n, 1))
+
+
+# backward_units compiled once per dtype, called by name (symbols.py) from both paths
+backward_step = Shared(_backward_units_c, "lstm_backward_units", _backward_units_args).caller()
+
+
 @njit(parallel=True, **JIT)
 def backward(Wh, c0, c, gates, dy, dA, dh, dc, active, n_threads):
     """Writes dA (T, B, 4H), 0 past each row's end; dh (B, Hp), padded to whole
@@ -168,13 +199,13 @@ def backward(Wh, c0, c, gates, dy, dA, dh, dc, active, n_threads):
         if P == 1:
             q0, q1 = thread_blocks(H, U, 1, 0)
             own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-            backward_units(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc,
+            backward_step(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc,
                            active)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
                 own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-                backward_units(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc, active)
+                backward_step(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc, active)
         if t > 0:
             for r in range(active[t - 1], B):
                 zero(dA[t - 1, r])

@@ -1,13 +1,14 @@
 """tanh RNN forward and BPTT kernels in Numba, on the Numba schedule (common.py),
 with the steps of lstm.py and one gate block."""
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from .common import add_into, dh_units, finish_step, one_of, own_panels, own_unit_blocks, \
     recurrent_units, start_backward, start_forward, tanh, thread_blocks, zero
 from .jit import JIT
 from .panels import START_ZERO, blocks
 from .simd import lanes
+from .symbols import Shared, array
 
 
 @njit(**JIT)
@@ -27,6 +28,19 @@ def forward_units(t, q0, q1, h_prev, Whp, S, y, Bt):
             yt[j] = tanh(yt[j])
 
 
+def _forward_units_c(t, q0, q1, h_prev, Whp, S, y, Bt):
+    forward_units(t, q0, q1, h_prev[0], Whp[0], S[0], y[0], Bt)
+
+
+def _forward_units_args(dtype):
+    n = types.intp
+    return (n, n, n, array(dtype, 2), array(dtype, 1), array(dtype, 1), array(dtype, 3), n)
+
+
+# forward_units compiled once per dtype, called by name (symbols.py) from both paths
+forward_step = Shared(_forward_units_c, "rnn_forward_units", _forward_units_args).caller()
+
+
 @njit(parallel=True, **JIT)
 def forward(x, Wx, Wh, b, h0, y, hT, active, n_threads):
     """Writes y (T, B, H) and each row's final state hT (B, H); active (T,): the rows
@@ -42,12 +56,12 @@ def forward(x, Wx, Wh, b, h0, y, hT, active, n_threads):
         if P == 1:
             q0, q1 = thread_blocks(H, U, 1, 0)
             own_panels(t, Wh, Whp, 1, q0, q1)
-            forward_units(t, q0, q1, h_prev, Whp, S, y, Bt)
+            forward_step(t, q0, q1, h_prev, Whp, S, y, Bt)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
                 own_panels(t, Wh, Whp, 1, q0, q1)
-                forward_units(t, q0, q1, h_prev, Whp, S, y, Bt)
+                forward_step(t, q0, q1, h_prev, Whp, S, y, Bt)
         finish_step(active, t, y[t], hT)
 
 
@@ -61,8 +75,8 @@ def step(x, Wx, Whp, b, h, h_next):
     np.dot(x, Wx, y[0])
     for r in range(B):
         add_into(y[0, r], b)
-    forward_units(0, 0, blocks(H, U), h, Whp,
-                  np.empty(B * blocks(H, U) * U, dtype=x.dtype), y, B)
+    forward_step(0, 0, blocks(H, U), h, Whp,
+                 np.empty(B * blocks(H, U) * U, dtype=x.dtype), y, B)
 
 
 @njit(**JIT)
@@ -86,6 +100,20 @@ def backward_units(t, q0, q1, WhTp, y, dy, dA, dh, active):
                 da[j] = dh_r[j] * (one - h[j] * h[j])
 
 
+def _backward_units_c(t, q0, q1, WhTp, y, dy, dA, dh, active):
+    backward_units(t, q0, q1, WhTp[0], y[0], dy[0], dA[0], dh[0], active[0])
+
+
+def _backward_units_args(dtype):
+    n = types.intp
+    return (n, n, n, array(dtype, 1), array(dtype, 3), array(dtype, 3), array(dtype, 3),
+            array(dtype, 2), array(n, 1))
+
+
+# backward_units compiled once per dtype, called by name (symbols.py) from both paths
+backward_step = Shared(_backward_units_c, "rnn_backward_units", _backward_units_args).caller()
+
+
 @njit(parallel=True, **JIT)
 def backward(Wh, y, dy, dA, dh, active, n_threads):
     """Writes dA (T, B, H), 0 past each row's end; dh (B, Hp), padded to whole
@@ -97,12 +125,12 @@ def backward(Wh, y, dy, dA, dh, active, n_threads):
         if P == 1:
             q0, q1 = thread_blocks(H, U, 1, 0)
             own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-            backward_units(t, q0, q1, WhTp, y, dy, dA, dh, active)
+            backward_step(t, q0, q1, WhTp, y, dy, dA, dh, active)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
                 own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-                backward_units(t, q0, q1, WhTp, y, dy, dA, dh, active)
+                backward_step(t, q0, q1, WhTp, y, dy, dA, dh, active)
         if t > 0:
             for r in range(active[t - 1], B):
                 zero(dA[t - 1, r])
