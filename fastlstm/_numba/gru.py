@@ -66,7 +66,8 @@ def _forward_units_args(dtype):
 
 
 # forward_units compiled once per dtype, called by name (symbols.py) from both paths
-forward_step = Shared(_forward_units_c, "gru_forward_units", _forward_units_args).caller()
+shared_forward_units = Shared(_forward_units_c, "gru_forward_units",
+                              _forward_units_args).caller()
 
 
 @njit(parallel=True, **JIT)
@@ -84,12 +85,12 @@ def forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, hT, active, n_threads):
         if P == 1:
             q0, q1 = thread_blocks(H, U, 1, 0)
             own_panels(t, Wh, Whp, 3, q0, q1)
-            forward_step(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt)
+            shared_forward_units(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
                 own_panels(t, Wh, Whp, 3, q0, q1)
-                forward_step(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt)
+                shared_forward_units(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt)
         finish_step(active, t, y[t], hT)
 
 
@@ -103,9 +104,9 @@ def step(x, Wx, Whp, bx, bh, h, h_next):
     np.dot(x, Wx, gates[0])
     for r in range(B):
         add_into(gates[0, r], bx)
-    forward_step(0, 0, blocks(H, U), h, bh, Whp,
-                 np.empty(B * 3 * blocks(H, U) * U, dtype=x.dtype), gates,
-                 np.empty((1, B, H), dtype=x.dtype), h_next.reshape(1, B, H), B)
+    shared_forward_units(0, 0, blocks(H, U), h, bh, Whp,
+                         np.empty(B * 3 * blocks(H, U) * U, dtype=x.dtype), gates,
+                         np.empty((1, B, H), dtype=x.dtype), h_next.reshape(1, B, H), B)
 
 
 @njit(**JIT)
@@ -166,7 +167,8 @@ def _backward_units_args(dtype):
 
 
 # backward_units compiled once per dtype, called by name (symbols.py) from both paths
-backward_step = Shared(_backward_units_c, "gru_backward_units", _backward_units_args).caller()
+shared_backward_units = Shared(_backward_units_c, "gru_backward_units",
+                               _backward_units_args).caller()
 
 
 @njit(parallel=True, **JIT)
@@ -180,13 +182,13 @@ def backward(Wh, h0, y, gates, hn, dy, dAX, dAH, dh, active, n_threads):
         if P == 1:
             q0, q1 = thread_blocks(H, U, 1, 0)
             own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-            backward_step(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh,
-                           active)
+            shared_backward_units(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh,
+                                  active)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
                 own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-                backward_step(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh, active)
+                shared_backward_units(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh, active)
         if t > 0:
             for r in range(active[t - 1], B):
                 zero(dAX[t - 1, r])

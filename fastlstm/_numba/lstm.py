@@ -72,7 +72,8 @@ def _forward_units_args(dtype):
 
 
 # forward_units compiled once per dtype, called by name (symbols.py) from both paths
-forward_step = Shared(_forward_units_c, "lstm_forward_units", _forward_units_args).caller()
+shared_forward_units = Shared(_forward_units_c, "lstm_forward_units",
+                              _forward_units_args).caller()
 
 
 @njit(parallel=True, **JIT)
@@ -91,12 +92,12 @@ def forward(x, Wx, Wh, b, h0, c0, y, c, gates, hT, cT, active, n_threads):
         if P == 1:
             q0, q1 = thread_blocks(H, U, 1, 0)
             own_panels(t, Wh, Whp, 4, q0, q1)
-            forward_step(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt)
+            shared_forward_units(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
                 own_panels(t, Wh, Whp, 4, q0, q1)
-                forward_step(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt)
+                shared_forward_units(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt)
         finish_step(active, t, y[t], hT)
         finish_cell(active, t, c[t], cT)
 
@@ -111,9 +112,9 @@ def step(x, Wx, Whp, b, h, c, h_next):
     np.dot(x, Wx, gates[0])
     for r in range(B):
         add_into(gates[0, r], b)
-    forward_step(0, 0, blocks(H, U), h, c, Whp,
-                 np.empty(B * 4 * (blocks(H, U)) * U, dtype=x.dtype), gates,
-                 c.reshape(1, B, H), h_next.reshape(1, B, H), B)
+    shared_forward_units(0, 0, blocks(H, U), h, c, Whp,
+                         np.empty(B * 4 * (blocks(H, U)) * U, dtype=x.dtype), gates,
+                         c.reshape(1, B, H), h_next.reshape(1, B, H), B)
 
 
 @njit(**JIT)
@@ -181,7 +182,8 @@ def _backward_units_args(dtype):
 
 
 # backward_units compiled once per dtype, called by name (symbols.py) from both paths
-backward_step = Shared(_backward_units_c, "lstm_backward_units", _backward_units_args).caller()
+shared_backward_units = Shared(_backward_units_c, "lstm_backward_units",
+                               _backward_units_args).caller()
 
 
 @njit(parallel=True, **JIT)
@@ -199,13 +201,13 @@ def backward(Wh, c0, c, gates, dy, dA, dh, dc, active, n_threads):
         if P == 1:
             q0, q1 = thread_blocks(H, U, 1, 0)
             own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-            backward_step(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc,
-                           active)
+            shared_backward_units(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc,
+                                  active)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
                 own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-                backward_step(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc, active)
+                shared_backward_units(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc, active)
         if t > 0:
             for r in range(active[t - 1], B):
                 zero(dA[t - 1, r])

@@ -38,7 +38,8 @@ def _forward_units_args(dtype):
 
 
 # forward_units compiled once per dtype, called by name (symbols.py) from both paths
-forward_step = Shared(_forward_units_c, "rnn_forward_units", _forward_units_args).caller()
+shared_forward_units = Shared(_forward_units_c, "rnn_forward_units",
+                              _forward_units_args).caller()
 
 
 @njit(parallel=True, **JIT)
@@ -56,12 +57,12 @@ def forward(x, Wx, Wh, b, h0, y, hT, active, n_threads):
         if P == 1:
             q0, q1 = thread_blocks(H, U, 1, 0)
             own_panels(t, Wh, Whp, 1, q0, q1)
-            forward_step(t, q0, q1, h_prev, Whp, S, y, Bt)
+            shared_forward_units(t, q0, q1, h_prev, Whp, S, y, Bt)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
                 own_panels(t, Wh, Whp, 1, q0, q1)
-                forward_step(t, q0, q1, h_prev, Whp, S, y, Bt)
+                shared_forward_units(t, q0, q1, h_prev, Whp, S, y, Bt)
         finish_step(active, t, y[t], hT)
 
 
@@ -75,8 +76,8 @@ def step(x, Wx, Whp, b, h, h_next):
     np.dot(x, Wx, y[0])
     for r in range(B):
         add_into(y[0, r], b)
-    forward_step(0, 0, blocks(H, U), h, Whp,
-                 np.empty(B * blocks(H, U) * U, dtype=x.dtype), y, B)
+    shared_forward_units(0, 0, blocks(H, U), h, Whp,
+                         np.empty(B * blocks(H, U) * U, dtype=x.dtype), y, B)
 
 
 @njit(**JIT)
@@ -111,7 +112,8 @@ def _backward_units_args(dtype):
 
 
 # backward_units compiled once per dtype, called by name (symbols.py) from both paths
-backward_step = Shared(_backward_units_c, "rnn_backward_units", _backward_units_args).caller()
+shared_backward_units = Shared(_backward_units_c, "rnn_backward_units",
+                               _backward_units_args).caller()
 
 
 @njit(parallel=True, **JIT)
@@ -125,12 +127,12 @@ def backward(Wh, y, dy, dA, dh, active, n_threads):
         if P == 1:
             q0, q1 = thread_blocks(H, U, 1, 0)
             own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-            backward_step(t, q0, q1, WhTp, y, dy, dA, dh, active)
+            shared_backward_units(t, q0, q1, WhTp, y, dy, dA, dh, active)
         else:
             for p in prange(P):
                 q0, q1 = thread_blocks(H, U, P, p)
                 own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-                backward_step(t, q0, q1, WhTp, y, dy, dA, dh, active)
+                shared_backward_units(t, q0, q1, WhTp, y, dy, dA, dh, active)
         if t > 0:
             for r in range(active[t - 1], B):
                 zero(dA[t - 1, r])
