@@ -16,6 +16,8 @@ A kernel loaded from the disk cache needs the name defined before LLVM links it
 (an unknown name is a fatal LLVM error, not an exception), so each Shared
 function registers, on import, every dtype whose code is already in the disk
 cache: the kernels that call it were compiled in the process that put it there.
+A process that loads kernels another one cached while it ran (ahead.py's worker)
+registers again first (register_cached).
 """
 import llvmlite.binding as llvm
 from llvmlite import ir
@@ -28,6 +30,7 @@ from numba.extending import intrinsic
 from .jit import JIT
 
 DTYPES = (types.float32, types.float64)
+_ALL = []   # every Shared function made in this process
 
 
 def array(dtype, ndim):
@@ -44,6 +47,7 @@ class Shared:
     def __init__(self, pyfunc, name, args):
         self.pyfunc, self.name, self.args = pyfunc, name, args
         self._compiled = {}   # dtype -> CFunc, kept so that its code stays
+        _ALL.append(self)
         for dtype in DTYPES:
             self.symbol(dtype, compile=False)
 
@@ -111,3 +115,12 @@ class Shared:
                 return context.get_dummy_value()
             return types.none(types.StarArgTuple.from_types(args)), codegen
         return call
+
+
+def register_cached():
+    """Defines the name of every Shared function's dtype that another process has
+    put into the disk cache since this one started (ahead.py's worker), before any
+    kernel that calls it loads from there."""
+    for shared in _ALL:
+        for dtype in DTYPES:
+            shared.symbol(dtype, compile=False)
