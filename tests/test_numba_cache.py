@@ -85,3 +85,37 @@ def test_kernels_calling_the_shared_panel_kernel_load_from_the_cache(tmp_path, p
     assert second.returncode == 0, second.stderr
     assert first.stdout.split()[0] == second.stdout.split()[0] == "True"
     assert first.stdout.split()[1] == "0" and second.stdout.split()[1] != "0"
+
+
+HAMMER = """
+    import sys, time
+    from fastlstm._numba import jit
+    stamp = jit.source_stamp(jit.HERE) if sys.argv[2] == "ours" else "another package"
+    cache = jit._standard("IndexDataCacheFile")(cache_path=sys.argv[1], filename_base="f",
+                                                source_stamp=stamp)
+    while time.time() < float(sys.argv[3]):
+        pass
+    for i in range(300):
+        cache.save((sys.argv[4], i), b"data")
+"""
+
+
+def test_two_processes_saving_entries_of_one_function_lose_none(tmp_path):
+    """The kernels' cache saves hold a lock (jit.py): two processes saving 300
+    entries each into one function's index at once keep all 600, each with its
+    own data file. (Numba's save alone reads the index, adds its entry and writes
+    it back: run as "another package", unlocked, the same loses entries.)"""
+    import pickle
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    start = str(time.time() + 2)
+    runs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(HAMMER), str(tmp_path),
+                              "ours", start, who], cwd=tmp_path) for who in "ab"]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0]
+    with open(tmp_path / "f.nbi", "rb") as f:
+        pickle.load(f)
+        _, entries = pickle.loads(f.read())
+    assert sorted(entries) == sorted((who, i) for who in "ab" for i in range(300))
+    assert len(set(entries.values())) == 600

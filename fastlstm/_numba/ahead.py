@@ -11,8 +11,8 @@ about to call one waits for that line (ready), and the kernel loads from the
 cache instead of compiling here.
 
 No worker where the cache already holds the worker's kernels (a file the worker
-writes last says so), where fewer than two cores are at hand, or where
-FASTLSTM_NUMBA_WORKER=0. A worker that fails costs nothing but the wait:
+writes last says so), where fewer than two cores are at hand, where the OS has no
+fcntl to lock the cache's saves (jit.py), or where FASTLSTM_NUMBA_WORKER=0. A worker that fails costs nothing but the wait:
 whatever it did not cache compiles here, as without it.
 """
 import atexit
@@ -23,7 +23,7 @@ import threading
 
 import numba
 
-from .jit import HERE, source_stamp
+from .jit import HERE, fcntl, source_stamp
 from .symbols import register_cached
 
 # The package's parent folder: the worker imports this very copy of fastlstm.
@@ -46,7 +46,7 @@ _done = set()       # kernel names the worker has cached
 
 def enabled():
     """Whether a first training forward may start a worker here."""
-    if os.environ.get("FASTLSTM_NUMBA_WORKER", "1").strip() == "0":
+    if os.environ.get("FASTLSTM_NUMBA_WORKER", "1").strip() == "0" or fcntl is None:
         return False
     cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(
         os.cpu_count() or 1)

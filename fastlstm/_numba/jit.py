@@ -11,11 +11,23 @@ inlines callees from other files (common.py, panels.py, simd.py): an edited
 callee would leave its callers' stale code in the cache. The kernels' cache is
 checked against a hash of every file of this package instead (source_stamp), so
 that any edit recompiles all of them.
+
+Numba saves a cache entry by reading a function's index, adding the entry and
+writing the index back, and names the entry's data file after the entries it read:
+two processes that save two entries of one function at once (ahead.py's worker
+and the training process, each compiling its kernels' callees) lose one entry or
+write one data file over the other's. This package's saves hold a lock on a file
+in the cache folder (fcntl, where the OS has it) for the whole of that.
 """
 import hashlib
 import os
 
 from numba.core import caching
+
+try:
+    import fcntl
+except ImportError:   # not POSIX: no lock, and no worker (ahead.enabled)
+    fcntl = None
 
 JIT = dict(nogil=True, cache=True, error_model="numpy")
 
@@ -59,6 +71,28 @@ def stamp_folder(folder):
     standard = [_standard(name) for name in ("UserProvidedCacheLocator",
                                              "InTreeCacheLocator", "UserWideCacheLocator")]
     _standard("CacheImpl")._locator_classes[:0] = [whole(locator) for locator in standard]
+    _lock_saves(stamp)
+
+
+LOCK_FILE = "fastlstm-cache.lock"
+
+
+def _lock_saves(stamp):
+    """From now on, saving a cache entry of a function whose source stamp is stamp
+    holds an exclusive lock on LOCK_FILE in its cache folder."""
+    cache_file = _standard("IndexDataCacheFile")
+    save = cache_file.save
+
+    def locked_save(self, key, data):
+        if fcntl is None or self._source_stamp != stamp:
+            return save(self, key, data)
+        with open(os.path.join(self._cache_path, LOCK_FILE), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return save(self, key, data)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    cache_file.save = locked_save
 
 
 stamp_folder(HERE)
