@@ -75,3 +75,26 @@ def test_a_kernel_the_worker_cached_finds_its_shared_functions(tmp_path, python)
     assert run.returncode == 0, run.stderr
     loaded, *right = run.stdout.split()
     assert loaded != "0" and right == ["True"] * 3
+
+
+FORK = """
+    import os, subprocess, sys
+    from fastlstm._numba import ahead
+    ahead._worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    with ahead._lock:
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0 if ahead._worker is None and ahead._lock.acquire(timeout=1) else 1)
+    _, status = os.waitpid(pid, 0)
+    ahead._worker.kill()
+    print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no os.fork")
+def test_a_forked_child_leaves_the_parents_worker_alone(python):
+    """A child forked while the worker runs, and while the parent holds ahead's
+    lock, has no worker of its own to wait for or stop, and can take the lock."""
+    run = python(FORK)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["0"]

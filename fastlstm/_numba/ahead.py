@@ -118,4 +118,13 @@ def _stop():
         _worker.wait()
 
 
+def _forget():
+    """In a forked child: the worker is the parent's, to wait for and to stop (and
+    a lock the parent held at the fork would stay held here)."""
+    global _worker, _lock
+    _worker, _lock = None, threading.Lock()
+
+
 atexit.register(_stop)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget)
