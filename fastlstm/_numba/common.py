@@ -2,10 +2,10 @@
 packed panels of the time loop and the GEMMs over all T*B rows.
 
 The Numba schedule (docs/DESIGN.md, "The Numba backend") is the Cython kernels':
-per step, P = step_threads(B, H, G, n) threads (one prange per step, none where
-P is 1) each own whole unit blocks of U, multiply on their panels of Wh, packed
-once per call, with the panel kernel (panels.py), and run the gate pass of their
-units; the input projection and the weight gradients run on the same kernel,
+per step, P = step_threads(B, H, G, n) threads (one prange for the whole loop,
+with a barrier per step, team.py; none where P is 1) each own whole unit blocks
+of U, multiply on their panels of Wh, packed once per call, with the panel
+kernel (panels.py), and run the gate pass of their units; the input projection and the weight gradients run on the same kernel,
 before and after the loop, where their columns are whole panels (np.dot, on
 single-threaded BLAS, otherwise)."""
 from fractions import Fraction
@@ -146,11 +146,18 @@ def finish_cell(active, t, c_t, cT):
         copy_into(cT[r], c_t[r])
 
 
+@njit(**JIT)
+def zero_ended(dA, active, s):
+    """dA[s] := 0 in the rows that did not run step s (active[s] ran, the rows
+    sorted by length)."""
+    for r in range(active[s], dA.shape[1]):
+        zero(dA[s, r])
+
+
 # Multiply-adds of the per-step product each thread of a step must have, as in
-# the Cython kernels: a Numba parallel region per step costs about 1 us (an
-# empty prange, OpenMP layer), still less than half of a batch-1 LSTM step at
-# H = 128, where 2 threads took the train step from 1.28 to 0.87 ms against
-# 131072 (which kept it on one thread): bench/RESULTS.md, 2026-12-02.
+# the Cython kernels, whose barrier per step costs about what team.barrier does
+# (0.33 us on 2 threads; a Numba parallel region per step took 2.8-3.3 us in the
+# same run): bench/RESULTS.md, 2026-12-02 and 2026-12-08.
 STEP_MIN_WORK = 32768
 
 

@@ -6,11 +6,12 @@ from numba import njit, prange, types
 
 from .common import add_into, copy_into, dh_units, finish_step, one_of, own_panels, \
     own_unit_blocks, recurrent_units, sigmoid, start_backward, start_forward, tanh, \
-    thread_blocks, zero
+    thread_blocks, zero_ended
 from .jit import JIT
 from .panels import START_C, blocks
 from .simd import lanes
 from .symbols import Shared, array
+from .team import barrier, meet, team_state, went_alone
 
 
 @njit(**JIT)
@@ -79,19 +80,26 @@ def forward(x, Wx, Wh, bx, bh, h0, y, gates, hn, hT, active, n_threads):
     # 1. AX = X Wx + bx (into gates); each thread packs its panels of Wh at step 0
     P, Whp, S = start_forward(x, Wx, bx, Wh, gates, 3, n_threads)
     U = lanes(S)
-    for t in range(T):
-        h_prev = h0 if t == 0 else y[t - 1]
-        Bt = active[t]
-        if P == 1:
-            q0, q1 = thread_blocks(H, U, 1, 0)
-            own_panels(t, Wh, Whp, 3, q0, q1)
-            shared_forward_units(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt)
-        else:
-            for p in prange(P):
+    state = team_state()
+    if P > 1:
+        # one region for the loop (team.py), a barrier per step
+        for p in prange(P):
+            if meet(state, P):
                 q0, q1 = thread_blocks(H, U, P, p)
-                own_panels(t, Wh, Whp, 3, q0, q1)
-                shared_forward_units(t, q0, q1, h_prev, bh, Whp, S, gates, hn, y, Bt)
-        finish_step(active, t, y[t], hT)
+                for t in range(T):
+                    own_panels(t, Wh, Whp, 3, q0, q1)
+                    shared_forward_units(t, q0, q1, h0 if t == 0 else y[t - 1], bh, Whp, S,
+                                         gates, hn, y, active[t])
+                    barrier(state, P)
+                    if p == 0:
+                        finish_step(active, t, y[t], hT)
+    if P == 1 or went_alone(state):
+        q0, q1 = thread_blocks(H, U, 1, 0)
+        for t in range(T):
+            own_panels(t, Wh, Whp, 3, q0, q1)
+            shared_forward_units(t, q0, q1, h0 if t == 0 else y[t - 1], bh, Whp, S, gates,
+                                 hn, y, active[t])
+            finish_step(active, t, y[t], hT)
 
 
 @njit(**JIT)
@@ -178,18 +186,24 @@ def backward(Wh, h0, y, gates, hn, dy, dAX, dAH, dh, active, n_threads):
     T, B, H = dy.shape
     U = lanes(dy)
     P, WhTp = start_backward(Wh, dy, 3, n_threads)
-    for t in range(T, -1, -1):
-        if P == 1:
-            q0, q1 = thread_blocks(H, U, 1, 0)
-            own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-            shared_backward_units(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh,
-                                  active)
-        else:
-            for p in prange(P):
+    state = team_state()
+    if P > 1:
+        for p in prange(P):
+            if meet(state, P):
                 q0, q1 = thread_blocks(H, U, P, p)
-                own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-                shared_backward_units(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh, active)
-        if t > 0:
-            for r in range(active[t - 1], B):
-                zero(dAX[t - 1, r])
-                zero(dAH[t - 1, r])
+                for t in range(T, -1, -1):
+                    own_unit_blocks(t, T, Wh, WhTp, q0, q1)
+                    shared_backward_units(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh,
+                                          active)
+                    barrier(state, P)
+                    if p == 0 and t > 0:
+                        zero_ended(dAX, active, t - 1)
+                        zero_ended(dAH, active, t - 1)
+    if P == 1 or went_alone(state):
+        q0, q1 = thread_blocks(H, U, 1, 0)
+        for t in range(T, -1, -1):
+            own_unit_blocks(t, T, Wh, WhTp, q0, q1)
+            shared_backward_units(t, q0, q1, WhTp, h0, y, gates, hn, dy, dAX, dAH, dh, active)
+            if t > 0:
+                zero_ended(dAX, active, t - 1)
+                zero_ended(dAH, active, t - 1)

@@ -11,11 +11,12 @@ from numba import njit, prange, types
 
 from .common import add_into, copy_into, dh_units, finish_cell, finish_step, one_of, \
     own_panels, own_unit_blocks, recurrent_units, sigmoid, start_backward, start_forward, tanh, \
-    thread_blocks, zero
+    thread_blocks, zero_ended
 from .jit import JIT
 from .panels import START_ZERO, blocks
 from .simd import lanes
 from .symbols import Shared, array
+from .team import barrier, meet, team_state, went_alone
 
 
 @njit(**JIT)
@@ -85,21 +86,29 @@ def forward(x, Wx, Wh, b, h0, c0, y, c, gates, hT, cT, active, n_threads):
     # 1. A = X Wx + b (into gates); each thread packs its panels of Wh at step 0
     P, Whp, S = start_forward(x, Wx, b, Wh, gates, 4, n_threads)
     U = lanes(S)
-    for t in range(T):
-        h_prev = h0 if t == 0 else y[t - 1]
-        c_prev = c0 if t == 0 else c[t - 1]
-        Bt = active[t]
-        if P == 1:
-            q0, q1 = thread_blocks(H, U, 1, 0)
-            own_panels(t, Wh, Whp, 4, q0, q1)
-            shared_forward_units(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt)
-        else:
-            for p in prange(P):
+    state = team_state()
+    if P > 1:
+        # one region for the loop (team.py), a barrier per step
+        for p in prange(P):
+            if meet(state, P):
                 q0, q1 = thread_blocks(H, U, P, p)
-                own_panels(t, Wh, Whp, 4, q0, q1)
-                shared_forward_units(t, q0, q1, h_prev, c_prev, Whp, S, gates, c, y, Bt)
-        finish_step(active, t, y[t], hT)
-        finish_cell(active, t, c[t], cT)
+                for t in range(T):
+                    own_panels(t, Wh, Whp, 4, q0, q1)
+                    shared_forward_units(t, q0, q1, h0 if t == 0 else y[t - 1],
+                                         c0 if t == 0 else c[t - 1], Whp, S, gates, c, y,
+                                         active[t])
+                    barrier(state, P)
+                    if p == 0:
+                        finish_step(active, t, y[t], hT)
+                        finish_cell(active, t, c[t], cT)
+    if P == 1 or went_alone(state):
+        q0, q1 = thread_blocks(H, U, 1, 0)
+        for t in range(T):
+            own_panels(t, Wh, Whp, 4, q0, q1)
+            shared_forward_units(t, q0, q1, h0 if t == 0 else y[t - 1],
+                                 c0 if t == 0 else c[t - 1], Whp, S, gates, c, y, active[t])
+            finish_step(active, t, y[t], hT)
+            finish_cell(active, t, c[t], cT)
 
 
 @njit(**JIT)
@@ -197,17 +206,22 @@ def backward(Wh, c0, c, gates, dy, dA, dh, dc, active, n_threads):
     Tc = np.empty(B * H, dtype=dy.dtype)
     # Region t finishes step t (dh_{t-1} for the thread's units) and starts step
     # t-1, which needs only those units: one barrier per step.
-    for t in range(T, -1, -1):
-        if P == 1:
-            q0, q1 = thread_blocks(H, U, 1, 0)
-            own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-            shared_backward_units(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc,
-                                  active)
-        else:
-            for p in prange(P):
+    state = team_state()
+    if P > 1:
+        for p in prange(P):
+            if meet(state, P):
                 q0, q1 = thread_blocks(H, U, P, p)
-                own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-                shared_backward_units(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc, active)
-        if t > 0:
-            for r in range(active[t - 1], B):
-                zero(dA[t - 1, r])
+                for t in range(T, -1, -1):
+                    own_unit_blocks(t, T, Wh, WhTp, q0, q1)
+                    shared_backward_units(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc,
+                                          active)
+                    barrier(state, P)
+                    if p == 0 and t > 0:
+                        zero_ended(dA, active, t - 1)
+    if P == 1 or went_alone(state):
+        q0, q1 = thread_blocks(H, U, 1, 0)
+        for t in range(T, -1, -1):
+            own_unit_blocks(t, T, Wh, WhTp, q0, q1)
+            shared_backward_units(t, q0, q1, WhTp, c0, c, gates, dy, dA, dh, dc, Tc, active)
+            if t > 0:
+                zero_ended(dA, active, t - 1)

@@ -4,11 +4,12 @@ import numpy as np
 from numba import njit, prange, types
 
 from .common import add_into, dh_units, finish_step, one_of, own_panels, own_unit_blocks, \
-    recurrent_units, start_backward, start_forward, tanh, thread_blocks, zero
+    recurrent_units, start_backward, start_forward, tanh, thread_blocks, zero_ended
 from .jit import JIT
 from .panels import START_ZERO, blocks
 from .simd import lanes
 from .symbols import Shared, array
+from .team import barrier, meet, team_state, went_alone
 
 
 @njit(**JIT)
@@ -51,19 +52,25 @@ def forward(x, Wx, Wh, b, h0, y, hT, active, n_threads):
     # 1. A = X Wx + b (into y); each thread packs its panels of Wh at step 0
     P, Whp, S = start_forward(x, Wx, b, Wh, y, 1, n_threads)
     U = lanes(S)
-    for t in range(T):
-        h_prev = h0 if t == 0 else y[t - 1]
-        Bt = active[t]
-        if P == 1:
-            q0, q1 = thread_blocks(H, U, 1, 0)
-            own_panels(t, Wh, Whp, 1, q0, q1)
-            shared_forward_units(t, q0, q1, h_prev, Whp, S, y, Bt)
-        else:
-            for p in prange(P):
+    state = team_state()
+    if P > 1:
+        # one region for the loop (team.py), a barrier per step
+        for p in prange(P):
+            if meet(state, P):
                 q0, q1 = thread_blocks(H, U, P, p)
-                own_panels(t, Wh, Whp, 1, q0, q1)
-                shared_forward_units(t, q0, q1, h_prev, Whp, S, y, Bt)
-        finish_step(active, t, y[t], hT)
+                for t in range(T):
+                    own_panels(t, Wh, Whp, 1, q0, q1)
+                    shared_forward_units(t, q0, q1, h0 if t == 0 else y[t - 1], Whp, S, y,
+                                         active[t])
+                    barrier(state, P)
+                    if p == 0:
+                        finish_step(active, t, y[t], hT)
+    if P == 1 or went_alone(state):
+        q0, q1 = thread_blocks(H, U, 1, 0)
+        for t in range(T):
+            own_panels(t, Wh, Whp, 1, q0, q1)
+            shared_forward_units(t, q0, q1, h0 if t == 0 else y[t - 1], Whp, S, y, active[t])
+            finish_step(active, t, y[t], hT)
 
 
 @njit(**JIT)
@@ -123,16 +130,21 @@ def backward(Wh, y, dy, dA, dh, active, n_threads):
     T, B, H = dy.shape
     U = lanes(dy)
     P, WhTp = start_backward(Wh, dy, 1, n_threads)
-    for t in range(T, -1, -1):
-        if P == 1:
-            q0, q1 = thread_blocks(H, U, 1, 0)
+    state = team_state()
+    if P > 1:
+        for p in prange(P):
+            if meet(state, P):
+                q0, q1 = thread_blocks(H, U, P, p)
+                for t in range(T, -1, -1):
+                    own_unit_blocks(t, T, Wh, WhTp, q0, q1)
+                    shared_backward_units(t, q0, q1, WhTp, y, dy, dA, dh, active)
+                    barrier(state, P)
+                    if p == 0 and t > 0:
+                        zero_ended(dA, active, t - 1)
+    if P == 1 or went_alone(state):
+        q0, q1 = thread_blocks(H, U, 1, 0)
+        for t in range(T, -1, -1):
             own_unit_blocks(t, T, Wh, WhTp, q0, q1)
             shared_backward_units(t, q0, q1, WhTp, y, dy, dA, dh, active)
-        else:
-            for p in prange(P):
-                q0, q1 = thread_blocks(H, U, P, p)
-                own_unit_blocks(t, T, Wh, WhTp, q0, q1)
-                shared_backward_units(t, q0, q1, WhTp, y, dy, dA, dh, active)
-        if t > 0:
-            for r in range(active[t - 1], B):
-                zero(dA[t - 1, r])
+            if t > 0:
+                zero_ended(dA, active, t - 1)
